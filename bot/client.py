@@ -7,6 +7,7 @@ a build writes `<name>__build` collections and renames them into place when comp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -78,7 +79,9 @@ def open_current(settings: Settings) -> tuple[ChromaStore, dict]:
             manifest = json.loads((chunks.metadata or {}).get("manifest", "{}"))
         except Exception as exc:
             raise IndexError_(f"No usable index on the Chroma server ({type(exc).__name__}: {exc})") from None
-        return ChromaStore(client, chunks, sentences, f"chroma://{settings.chroma_host}:{settings.chroma_port}"), manifest
+        return ChromaStore(
+            client, chunks, sentences, f"chroma://{settings.chroma_host}:{settings.chroma_port}"
+        ), manifest
 
     root = Path(settings.index_dir)
     pointer = root / "CURRENT"
@@ -143,7 +146,11 @@ class _LocalBuild:
             f.write(self.folder.name)
             f.flush()
             os.fsync(f.fileno())
-        previous = (self.root / "CURRENT").read_text(encoding="utf-8").strip() if (self.root / "CURRENT").exists() else ""
+        previous = (
+            (self.root / "CURRENT").read_text(encoding="utf-8").strip()
+            if (self.root / "CURRENT").exists()
+            else ""
+        )
         os.replace(pointer_tmp, self.root / "CURRENT")  # the one atomic step that makes it live
         keep = {self.folder.name, previous}
         for old in self.root.glob("store-*"):
@@ -164,10 +171,8 @@ class _ServerBuild:
         client = _server_client(self.settings)
         staged = []
         for name in self.names:
-            try:
+            with contextlib.suppress(Exception):
                 client.delete_collection(name + BUILD_SUFFIX)
-            except Exception:
-                pass
             staged.append(_create(client, name + BUILD_SUFFIX))
         self.store = ChromaStore(client, staged[0], staged[1], f"chroma://{self.settings.chroma_host}")
         return self
@@ -176,19 +181,15 @@ class _ServerBuild:
         client = self.store.client
         self.store.chunks.modify(metadata={"manifest": json.dumps(manifest)})
         for name, staged in zip(self.names, (self.store.chunks, self.store.sentences), strict=True):
-            try:
+            with contextlib.suppress(Exception):
                 client.delete_collection(name)
-            except Exception:
-                pass
             staged.modify(name=name)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             for name in self.names:
-                try:
+                with contextlib.suppress(Exception):
                     self.store.client.delete_collection(name + BUILD_SUFFIX)
-                except Exception:
-                    pass
 
 
 def open_store(settings: Settings, fresh: bool = True) -> _LocalBuild | _ServerBuild:

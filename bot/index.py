@@ -78,7 +78,9 @@ class IndexHandle:
         """Unit embeddings per chunk (rows in unit order), cached after the first fetch."""
         missing = [c for c in chunk_ids if c not in self._sentence_cache]
         if missing:
-            got = self.sentences.get(where={"chunk_id": {"$in": missing}}, include=["embeddings", "metadatas"])
+            got = self.sentences.get(
+                where={"chunk_id": {"$in": missing}}, include=["embeddings", "metadatas"]
+            )
             rows: dict[str, list[tuple[int, np.ndarray]]] = {}
             for md, vec in zip(got["metadatas"], got["embeddings"], strict=True):
                 rows.setdefault(md["chunk_id"], []).append((md["j"], np.asarray(vec, dtype=np.float32)))
@@ -143,7 +145,12 @@ def build_index(settings: Settings, embeddings, progress: bool = True) -> dict:
         manifest["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         manifest["build_seconds"] = round(time.perf_counter() - started, 3)
         builder.commit(manifest)
-    log.info("index built: %s chunks, %s sentences in %.1fs", manifest["chunks"], manifest["sentences"], manifest["build_seconds"])
+    log.info(
+        "index built: %s chunks, %s sentences in %.1fs",
+        manifest["chunks"],
+        manifest["sentences"],
+        manifest["build_seconds"],
+    )
     return manifest
 
 
@@ -181,4 +188,12 @@ def describe(manifest: dict) -> str:
     return json.dumps(manifest, indent=2, sort_keys=True)
 
 
-__all__ = ["IndexHandle", "build_index", "describe", "fingerprint", "open_index", "remove_index", "os"]
+__all__ = [
+    "IndexHandle",
+    "build_index",
+    "describe",
+    "fingerprint",
+    "open_index",
+    "remove_index",
+    "os",
+]

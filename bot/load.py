@@ -82,7 +82,9 @@ def load_glossary(path: Path) -> list[Document]:
     for order, (term, text) in enumerate(markdown_sections(body)):
         ref = _REFERENCE.search(text)
         if not ref:
-            raise CorpusError(path, f"{term} / Reference", "is missing", "end the entry with 'Reference: <url>'")
+            raise CorpusError(
+                path, f"{term} / Reference", "is missing", "end the entry with 'Reference: <url>'"
+            )
         definition = _REFERENCE.sub("", text).strip()
         if not definition:
             raise CorpusError(path, f"{term} / definition", "is empty")

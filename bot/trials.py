@@ -53,11 +53,15 @@ def validate_study(study: Any, path: Path | str, expected_id: str | None = None)
         raise CorpusError(path, "protocolSection.identificationModule.nctId", "is missing")
     if not NCT_ID.match(nct_id):
         raise CorpusError(
-            path, "protocolSection.identificationModule.nctId", f"is {nct_id!r}, not an NCT id like NCT01234567"
+            path,
+            "protocolSection.identificationModule.nctId",
+            f"is {nct_id!r}, not an NCT id like NCT01234567",
         )
     if expected_id and nct_id != expected_id:
         raise CorpusError(
-            path, "protocolSection.identificationModule.nctId", f"is {nct_id}, but {expected_id} was expected"
+            path,
+            "protocolSection.identificationModule.nctId",
+            f"is {nct_id}, but {expected_id} was expected",
         )
     title = _get(study, "protocolSection.identificationModule.briefTitle")
     if not isinstance(title, str) or not title.strip():
@@ -77,9 +81,9 @@ def render_sections(study: dict) -> list[tuple[str, str]]:
     name = f"{nct} ({ident['briefTitle'].strip()})"
     sections: list[tuple[str, str]] = []
 
-    overview = [f"{nct} is the ClinicalTrials.gov record titled \"{ident['briefTitle'].strip()}\"."]
+    overview = [f'{nct} is the ClinicalTrials.gov record titled "{ident["briefTitle"].strip()}".']
     if ident.get("officialTitle"):
-        overview.append(f"Its official title is \"{ident['officialTitle'].strip()}\".")
+        overview.append(f'Its official title is "{ident["officialTitle"].strip()}".')
     summary = _get(p, "descriptionModule.briefSummary")
     if summary:
         overview.append(summary.strip())
@@ -108,7 +112,8 @@ def render_sections(study: dict) -> list[tuple[str, str]]:
     facts = []
     if design.get("phases"):
         phases = " / ".join(_PHASES.get(ph, _words(ph)) for ph in design["phases"])
-        facts.append(f"{nct} is a {phases} study.")
+        article = "an" if phases[0].lower() in "aeiou" else "a"
+        facts.append(f"{nct} is {article} {phases} study.")
     if design.get("studyType"):
         facts.append(f"The study type of {nct} is {_words(design['studyType'])}.")
     model = _get(design, "designInfo.interventionModel")
@@ -153,9 +158,7 @@ def render_sections(study: dict) -> list[tuple[str, str]]:
     info = study.get("snapshotInfo") or {}
     note = []
     if info.get("partial"):
-        note.append(
-            f"This copy of {nct} is a partial snapshot, not the full ClinicalTrials.gov record."
-        )
+        note.append(f"This copy of {nct} is a partial snapshot, not the full ClinicalTrials.gov record.")
     if info.get("note"):
         note.append(info["note"].strip())
     if info.get("retrieved"):
@@ -169,10 +172,16 @@ def load_trial_documents(path: Path) -> list[Document]:
     try:
         study = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise CorpusError(path, "(JSON)", f"is not valid JSON: line {exc.lineno} column {exc.colno}") from None
+        raise CorpusError(
+            path, "(JSON)", f"is not valid JSON: line {exc.lineno} column {exc.colno}"
+        ) from None
     nct = validate_study(study, path)
     if Path(path).stem != nct:
-        raise CorpusError(path, "protocolSection.identificationModule.nctId", f"is {nct} but the file is named {Path(path).name}")
+        raise CorpusError(
+            path,
+            "protocolSection.identificationModule.nctId",
+            f"is {nct} but the file is named {Path(path).name}",
+        )
     info = study.get("snapshotInfo") or {}
     title = f"{nct}: {study['protocolSection']['identificationModule']['briefTitle'].strip()}"
     base = {

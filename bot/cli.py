@@ -1,0 +1,114 @@
+"""Command line: `python -m bot index|ask|fetch-trials` (see README "Command line")."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from bot.errors import CorpusError, IndexError_
+from bot.settings import ConfigError, Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bot", description="Cited answers about relapsed PCL and allo CAR-T."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    idx = sub.add_parser("index", help="build the index if it is missing or stale")
+    idx.add_argument("--rebuild", action="store_true", help="rebuild even if the index is fresh")
+
+    ask = sub.add_parser("ask", help="answer a question (or a batch of questions)")
+    ask.add_argument("question", nargs="?", help="the question, in quotes")
+    ask.add_argument("--json", action="store_true", help="print one JSON object per answer")
+    ask.add_argument(
+        "--batch", type=Path, metavar="FILE.jsonl", help='lines of {"id", "question", "history"?}'
+    )
+
+    fetch = sub.add_parser(
+        "fetch-trials", help="refresh trial snapshots from ClinicalTrials.gov (needs network)"
+    )
+    fetch.add_argument("nct_ids", nargs="*", help="NCT ids (default: the snapshots already in corpus/trials)")
+    fetch.add_argument("--base-url", default="https://clinicaltrials.gov/api/v2", help=argparse.SUPPRESS)
+    fetch.add_argument("--timeout", type=float, default=20.0, help="seconds per request (default 20)")
+    fetch.add_argument("--retries", type=int, default=3, help="attempts per study (default 3)")
+    return p
+
+
+def _print_reply(reply) -> None:
+    print(reply.to_text())
+
+
+def _batch(companion, path: Path) -> int:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise SystemExit(f"Cannot read {path}: {exc.strerror}. Check the path.") from None
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict) or not isinstance(item.get("question"), str):
+                raise ValueError('each line needs a "question" string')
+            history = item.get("history") or []
+            if not isinstance(history, list):
+                raise ValueError('"history" must be a list of {"role", "content"}')
+        except (json.JSONDecodeError, ValueError) as exc:
+            raise SystemExit(f"{path}:{lineno}: {exc}") from None
+        reply = companion.ask(item["question"], history)
+        rid = item.get("id")
+        print(
+            json.dumps(reply.to_json(id=None if rid is None else str(rid)), ensure_ascii=False),
+            flush=True,
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+        if args.command == "fetch-trials":
+            from bot.fetch_trials import main as fetch_main
+
+            return fetch_main(
+                settings,
+                args.nct_ids,
+                base_url=args.base_url,
+                timeout=args.timeout,
+                retries=args.retries,
+            )
+
+        from bot.engine import Companion
+
+        if args.command == "index":
+            from bot.embed import load_embeddings
+            from bot.index import describe, open_index
+
+            handle = open_index(settings, load_embeddings(settings), rebuild=args.rebuild, progress=True)
+            print(describe(handle.manifest))
+            return 0
+
+        if not args.question and not args.batch:
+            print(
+                'Give a question in quotes, e.g. python -m bot ask "What is CT0596?"',
+                file=sys.stderr,
+            )
+            return 2
+        companion = Companion(settings, progress=sys.stderr.isatty())
+        if args.batch:
+            return _batch(companion, args.batch)
+        reply = companion.ask(args.question)
+        if args.json:
+            print(json.dumps(reply.to_json(), ensure_ascii=False))
+        else:
+            _print_reply(reply)
+        return 0
+    except (ConfigError, CorpusError, IndexError_) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

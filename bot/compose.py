@@ -1,0 +1,176 @@
+"""Extractive, cited answers: pick the few source sentences that best answer the question.
+
+Nothing here writes a claim of its own. Every sentence in an answer is a sentence of a source,
+followed by the number of the passage it came from; the only words we add are framing
+("The author, Paul Kleutghen, writes:") and the fixed texts in `messages.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from bot.chunk import Unit, units_of
+from bot.reply import Citation
+from bot.retrieve import Hit, identifiers, tokenize
+from bot.triage import looks_planted
+
+_ANAPHOR = re.compile(r"^(This|These|That|Those|It|Its|They|Their|Both|Such|To address this|Still|However)\b")
+_FIRST_PERSON = re.compile(r"\b(I|I'm|I've|me|my|My|we|We|us|our|Our)\b")
+_NEAR_DUPLICATE = 0.92
+
+
+@dataclass(frozen=True)
+class Candidate:
+    hit: Hit
+    j: int
+    unit: Unit
+    score: float
+    vec: np.ndarray
+
+
+@dataclass(frozen=True)
+class Composition:
+    answer: str
+    citations: tuple[Citation, ...]
+    evidence: float  # best sentence score
+
+    @property
+    def empty(self) -> bool:
+        return not self.citations
+
+
+def score_units(
+    question: str, qvec: np.ndarray, hits: list[Hit], vectors: dict[str, np.ndarray]
+) -> list[Candidate]:
+    """Meaning (cosine) plus overlap of the question's words, plus exact identifiers."""
+    q_tokens = set(tokenize(question))
+    q_ids = identifiers(question)
+    out = []
+    for hit in hits:
+        units = units_of(hit.chunk)
+        vecs = vectors.get(hit.chunk.id)
+        if vecs is None or len(vecs) != len(units):
+            continue
+        sims = vecs @ qvec
+        for j, unit in enumerate(units):
+            if unit.label or looks_planted(unit.text):
+                continue
+            u_tokens = set(tokenize(unit.text))
+            lexical = len(q_tokens & u_tokens) / len(q_tokens) if q_tokens else 0.0
+            text = unit.text.lower()
+            id_bonus = min(0.3, 0.15 * sum(1 for t in q_ids if t in text))
+            score = 0.75 * float(sims[j]) + 0.3 * lexical + id_bonus - 0.01 * hit.rank
+            out.append(Candidate(hit, j, unit, score, vecs[j]))
+    return out
+
+
+def select(
+    candidates: list[Candidate], min_evidence: float, max_sentences: int, margin: float = 0.15
+) -> list[Candidate]:
+    ranked = sorted(candidates, key=lambda c: -c.score)
+    if not ranked or ranked[0].score < min_evidence:
+        return []
+    floor = max(min_evidence, ranked[0].score - margin)
+    chosen: list[Candidate] = []
+    seen_text: set[str] = set()
+    for c in ranked:
+        if len(chosen) >= max_sentences or c.score < floor:
+            break
+        key = c.unit.text.strip().lower()
+        if key in seen_text or any(float(c.vec @ o.vec) > _NEAR_DUPLICATE for o in chosen):
+            continue
+        chosen.append(c)
+        seen_text.add(key)
+    return chosen
+
+
+def _with_context(chosen: list[Candidate]) -> dict[str, list[int]]:
+    """Unit indexes to quote per chunk: a sentence that leans on the one before ("This product
+    ...") brings that one along; a sentence ending in ':' brings the list that follows."""
+    picked: dict[str, set[int]] = {}
+    for c in chosen:
+        units = units_of(c.hit.chunk)
+        idx = picked.setdefault(c.hit.chunk.id, set())
+        idx.add(c.j)
+        j = c.j
+        while j > 0 and _ANAPHOR.match(units[j].text) and not units[j - 1].label:
+            j -= 1
+            idx.add(j)
+        if units[c.j].text.rstrip().endswith(":"):
+            k = c.j + 1
+            while k < len(units) and units[k].list_item:
+                idx.add(k)
+                k += 1
+    return {cid: sorted(js) for cid, js in picked.items()}
+
+
+def _render_sentence(unit: Unit, framed: bool, author: str) -> str:
+    text = unit.text.strip()
+    if framed:
+        who = f"The author, {author}," if author else "The author"
+        return f"{who} writes: “{text}”"
+    return text
+
+
+def compose(
+    question: str,
+    qvec: np.ndarray,
+    hits: list[Hit],
+    vectors: dict[str, np.ndarray],
+    min_evidence: float,
+    max_sentences: int,
+) -> Composition:
+    candidates = score_units(question, qvec, hits, vectors)
+    chosen = select(candidates, min_evidence, max_sentences)
+    if not chosen:
+        best = max((c.score for c in candidates), default=0.0)
+        return Composition("", (), best)
+    best = chosen[0].score
+    # Readable order: the best passage first, each passage's sentences in document order.
+    by_chunk = _with_context(chosen)
+    chunk_rank = {}
+    for c in chosen:
+        chunk_rank.setdefault(c.hit.chunk.id, len(chunk_rank))
+    hit_by_id = {c.hit.chunk.id: c.hit for c in chosen}
+    paragraphs, citations = [], []
+    for n, cid in enumerate(sorted(by_chunk, key=lambda k: chunk_rank[k]), start=1):
+        chunk = hit_by_id[cid].chunk
+        md = chunk.metadata
+        units = units_of(chunk)
+        author = md.get("author", "") if md.get("kind") == "article" else ""
+        lines, framed_once = [], False
+        for j in by_chunk[cid]:
+            unit = units[j]
+            framed = md.get("kind") == "article" and bool(_FIRST_PERSON.search(unit.text))
+            sentence = _render_sentence(unit, framed and not framed_once, author)
+            if framed and framed_once:
+                sentence = f"“{unit.text.strip()}”"
+            framed_once = framed_once or framed
+            lines.append(("- " if unit.list_item else "") + f"{sentence} [{n}]")
+        paragraph = ""
+        for line in lines:
+            if line.startswith("- "):
+                paragraph += ("\n" if paragraph else "") + line
+            else:
+                paragraph += (
+                    "\n" if paragraph.rsplit("\n", 1)[-1].startswith("- ") else (" " if paragraph else "")
+                ) + line
+        paragraphs.append(paragraph)
+        quoted = tuple(units[j].text.strip() for j in by_chunk[cid])
+        citations.append(
+            Citation(
+                n=n,
+                source_id=md["source_id"],
+                title=md.get("title", ""),
+                url=md.get("url", ""),
+                section=md.get("section", ""),
+                quote=" ".join(quoted),
+                passage=chunk.page_content,
+                kind=md.get("kind", ""),
+                sentences=quoted,
+            )
+        )
+    return Composition("\n\n".join(paragraphs), tuple(citations), best)

@@ -1,0 +1,239 @@
+"""Hybrid retrieval: dense (Chroma, cosine) + lexical (BM25) fused by reciprocal rank.
+
+BM25 catches exact identifiers (NCT06333509, CT0596, NKG2A) that a small embedding model
+blurs; dense search catches paraphrases ("how long do people live" -> median OS). Chunks that
+contain an identifier the question names are lifted above the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+
+import bm25s
+import numpy as np
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from bot.chunk import embedding_text
+from bot.embed import embed_query
+from bot.index import IndexHandle
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "being",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "so",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "about",
+        "any",
+        "some",
+        "also",
+        "just",
+        "tell",
+        "please",
+        "much",
+        "many",
+    ]
+)
+_IDENTIFIER = re.compile(
+    r"\b(?=[A-Za-z0-9-]*\d)(?=[A-Za-z0-9-]*[A-Za-z])[A-Za-z0-9]{3,}\b|\b[a-z]?[A-Z]{2,}[A-Za-z0-9]*\b"
+)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case word tokens without stop words; a light plural strip helps lay phrasing."""
+    out = []
+    for tok in _TOKEN.findall(text.lower()):
+        if tok in _STOP or (len(tok) < 2 and not tok.isdigit()):
+            continue
+        if len(tok) > 4 and tok.endswith("s") and not tok.endswith("ss") and not tok[-2].isdigit():
+            tok = tok[:-1]
+        out.append(tok)
+    return out
+
+
+def identifiers(text: str) -> set[str]:
+    """Codes and acronyms a person typed (CT071, NCT06333509, NKG2A, sPCL, BCMA), lower-cased."""
+    found = set()
+    for m in _IDENTIFIER.finditer(text):
+        tok = m.group(0).lower()
+        if len(tok) >= 3 and tok not in _STOP:
+            found.add(tok)
+    return found
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk: Document
+    score: float  # fused score (higher is better)
+    dense: float  # cosine similarity of the question to the chunk; 0 when not in the dense list
+    lexical: float  # BM25 score; 0 when not matched
+    rank: int
+
+
+class HybridSearch:
+    """Loads chunk texts once from the index and answers searches with a precomputed vector."""
+
+    def __init__(self, index: IndexHandle, rrf_k: int = 60) -> None:
+        self.index = index
+        self.rrf_k = rrf_k
+        self.docs = index.all_chunks()
+        self.by_id = {d.id: d for d in self.docs}
+        self._lower = [embedding_text(d).lower() for d in self.docs]
+        self.bm25 = bm25s.BM25()
+        self.bm25.index([tokenize(embedding_text(d)) or ["_"] for d in self.docs], show_progress=False)
+        self._vocab = set(self.bm25.vocab_dict)
+
+    def dense(self, qvec: np.ndarray, k: int) -> list[tuple[str, float]]:
+        k = min(k, len(self.docs))
+        got = self.index.chunks.query(query_embeddings=[qvec], n_results=k, include=["distances"])
+        return [(i, 1.0 - d) for i, d in zip(got["ids"][0], got["distances"][0], strict=True)]
+
+    def lexical(self, query: str, k: int) -> list[tuple[str, float]]:
+        tokens = [t for t in tokenize(query) if t in self._vocab]
+        if not tokens:
+            return []
+        scores = self.bm25.get_scores(tokens)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(self.docs[i].id, float(scores[i])) for i in top if scores[i] > 0]
+
+    def search(
+        self,
+        query: str,
+        qvec: np.ndarray | None,
+        k: int,
+        candidates: int,
+        mode: str = "hybrid",
+        timings: dict[str, float] | None = None,
+    ) -> list[Hit]:
+        t = time.perf_counter()
+        dense = self.dense(qvec, candidates) if mode in ("hybrid", "dense") and qvec is not None else []
+        t2 = time.perf_counter()
+        lexical = self.lexical(query, candidates) if mode in ("hybrid", "bm25") else []
+        t3 = time.perf_counter()
+        fused: dict[str, float] = {}
+        for ranking in (dense, lexical):
+            for rank, (cid, _) in enumerate(ranking):
+                fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.rrf_k + rank + 1)
+        ids = {t for t in identifiers(query) if self._df(t) <= max(2, len(self.docs) // 4)}
+        if ids:
+            # An exact code the person typed outranks any paraphrase match.
+            for cid in list(fused) + [d.id for d in self.docs if d.id not in fused]:
+                text = self._lower_by_id(cid)
+                hits = sum(1 for t in ids if t in text)
+                if hits:
+                    fused[cid] = fused.get(cid, 0.0) + hits * 2.0 / (self.rrf_k + 1)
+        dense_sim = dict(dense)
+        lex_score = dict(lexical)
+        ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
+        if timings is not None:
+            timings["dense"] = (t2 - t) * 1000
+            timings["bm25"] = (t3 - t2) * 1000
+            timings["fuse"] = (time.perf_counter() - t3) * 1000
+        return [
+            Hit(self.by_id[cid], score, dense_sim.get(cid, 0.0), lex_score.get(cid, 0.0), r)
+            for r, (cid, score) in enumerate(ranked)
+        ]
+
+    def _df(self, token: str) -> int:
+        """In how many chunks a code appears; codes in most chunks (PCL) do not discriminate."""
+        return sum(1 for low in self._lower if token in low)
+
+    def _lower_by_id(self, cid: str) -> str:
+        if not hasattr(self, "_lower_map"):
+            self._lower_map = {d.id: low for d, low in zip(self.docs, self._lower, strict=True)}
+        return self._lower_map[cid]
+
+
+class HybridRetriever(BaseRetriever):
+    """The same search as a LangChain retriever, for chains and tools outside this package."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    search: HybridSearch
+    embeddings: object
+    k: int = 4
+    candidates: int = 12
+    mode: str = "hybrid"
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        qvec = embed_query(self.embeddings, query) if self.mode != "bm25" else None
+        hits = self.search.search(query, qvec, self.k, self.candidates, self.mode)
+        return [
+            Document(
+                page_content=h.chunk.page_content,
+                metadata=h.chunk.metadata | {"score": h.score},
+                id=h.chunk.id,
+            )
+            for h in hits
+        ]
