@@ -1,8 +1,15 @@
 """Where the Chroma collections live: an embedded local store (default) or a Chroma server.
 
 Local: a `PersistentClient` folder per build under `PCL_INDEX_DIR`, made current by an atomic
-rename of the CURRENT pointer. Server (`CHROMA_HOST` set): collections on `chromadb.HttpClient`;
-a build writes `<name>__build` collections and renames them into place when complete.
+rename of the CURRENT pointer.
+
+Server (`CHROMA_HOST` set): the same idea with collections on `chromadb.HttpClient`. Each build
+writes its own pair `<name>__b<stamp>` and `<name>__b<stamp>__sentences`; the empty collection
+`<name>__current` is the pointer, and its metadata (build name + manifest) is replaced in one
+request when a build is complete. Chroma cannot rename over an existing collection, so a
+pointer is what keeps the switch atomic: replicas never see a missing or half-built index, two
+replicas building at once never delete each other's work, and the previous build is kept so a
+replica still holding it keeps answering until it is restarted.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +31,9 @@ from bot.errors import IndexError_
 from bot.settings import Settings
 
 SENTENCES_SUFFIX = "__sentences"
-BUILD_SUFFIX = "__build"
+POINTER_SUFFIX = "__current"  # server mode: empty collection whose metadata names the live build
+BUILD_MARK = "__b"  # server mode: <collection>__b<stamp>-<pid>-<n>[__sentences]
+_ABANDONED_SECONDS = 6 * 3600  # a staged server build older than this is a crashed one
 _COSINE = {"hnsw": {"space": "cosine"}}
 
 
@@ -42,7 +52,9 @@ class ChromaStore:
 def _server_client(settings: Settings):
     headers = {}
     if settings.chroma_auth_token:
+        # Chroma's token auth reads either header; proxies in front of it usually read the first.
         headers["Authorization"] = f"Bearer {settings.chroma_auth_token}"
+        headers["X-Chroma-Token"] = settings.chroma_auth_token
     try:
         return chromadb.HttpClient(
             host=settings.chroma_host,
@@ -53,9 +65,14 @@ def _server_client(settings: Settings):
         )
     except Exception as exc:
         raise IndexError_(
-            f"Cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port} ({exc}). "
-            "Start it (`chroma run`), fix CHROMA_HOST/CHROMA_PORT, or unset CHROMA_HOST to use the local store."
+            f"Cannot reach the Chroma server at {_server_url(settings)} ({type(exc).__name__}: {exc}). "
+            "Start it (`chroma run --path <folder> --host <host> --port <port>`), fix CHROMA_HOST/"
+            "CHROMA_PORT/CHROMA_SSL/CHROMA_AUTH_TOKEN, or unset CHROMA_HOST to use the local store."
         ) from None
+
+
+def _server_url(settings: Settings) -> str:
+    return f"{'https' if settings.chroma_ssl else 'http'}://{settings.chroma_host}:{settings.chroma_port}"
 
 
 def _create(client, name: str, metadata: dict | None = None):
@@ -72,16 +89,7 @@ def _get(client, name: str):
 def open_current(settings: Settings) -> tuple[ChromaStore, dict]:
     """The store in use and its manifest; IndexError_ when there is none or it is unreadable."""
     if settings.chroma_host:
-        client = _server_client(settings)
-        try:
-            chunks = _get(client, settings.collection)
-            sentences = _get(client, settings.collection + SENTENCES_SUFFIX)
-            manifest = json.loads((chunks.metadata or {}).get("manifest", "{}"))
-        except Exception as exc:
-            raise IndexError_(f"No usable index on the Chroma server ({type(exc).__name__}: {exc})") from None
-        return ChromaStore(
-            client, chunks, sentences, f"chroma://{settings.chroma_host}:{settings.chroma_port}"
-        ), manifest
+        return open_server(settings)
 
     root = Path(settings.index_dir)
     pointer = root / "CURRENT"
@@ -94,14 +102,66 @@ def open_current(settings: Settings) -> tuple[ChromaStore, dict]:
 def open_local(settings: Settings, folder: Path) -> tuple[ChromaStore, dict]:
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        check_sqlite(folder / "chroma.sqlite3")
         client = chromadb.PersistentClient(path=str(folder), settings=chroma_settings())
         chunks = _get(client, settings.collection)
         sentences = _get(client, settings.collection + SENTENCES_SUFFIX)
         if chunks.count() != manifest.get("chunks") or sentences.count() != manifest.get("sentences"):
             raise ValueError("collection sizes do not match the manifest")
-    except Exception as exc:
-        raise IndexError_(f"The index in {folder} is unreadable ({type(exc).__name__}: {exc})") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a damaged file makes Chroma's Rust core panic
+        detail = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise IndexError_(f"The index in {folder} is unreadable ({type(exc).__name__}: {detail})") from None
     return ChromaStore(client, chunks, sentences, str(folder)), manifest
+
+
+def open_server(settings: Settings) -> tuple[ChromaStore, dict]:
+    """The build the server's pointer names, checked against its manifest."""
+    client = _server_client(settings)
+    url = _server_url(settings)
+    try:
+        pointer = _get(client, settings.collection + POINTER_SUFFIX)
+    except Exception:
+        raise IndexError_(f"No index on the Chroma server at {url} yet") from None
+    try:
+        meta = pointer.metadata or {}
+        build = meta["build"]
+        manifest = json.loads(meta["manifest"])
+        chunks = _get(client, build)
+        sentences = _get(client, build + SENTENCES_SUFFIX)
+        if chunks.count() != manifest.get("chunks") or sentences.count() != manifest.get("sentences"):
+            raise ValueError("collection sizes do not match the manifest")
+    except Exception as exc:
+        raise IndexError_(
+            f"The index on the Chroma server at {url} is unreadable ({type(exc).__name__}: {exc})"
+        ) from None
+    return ChromaStore(client, chunks, sentences, f"{url}/{build}"), manifest
+
+
+def check_sqlite(path: Path) -> None:
+    """Read every row of a store's database once with Python's sqlite3, read-only.
+
+    Chroma's Rust core aborts the whole process (no exception to catch) on some damaged files,
+    e.g. text that is not UTF-8; this check turns such damage into an error we can act on.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path.name} is missing")
+    con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        problems = [row[0] for row in con.execute("PRAGMA integrity_check")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError("; ".join(problems[:3]))
+        tables = [
+            name
+            for name, sql in con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+            if not (sql or "").upper().startswith("CREATE VIRTUAL")
+        ]
+        for table in tables:
+            for _ in con.execute(f'SELECT * FROM "{table}"'):  # text that is not UTF-8 raises here
+                pass
+    finally:
+        con.close()
 
 
 def previous_local(settings: Settings) -> Path | None:
@@ -114,6 +174,22 @@ def previous_local(settings: Settings) -> Path | None:
         reverse=True,
     )
     return stores[0] if stores else None
+
+
+def point_current(settings: Settings, folder: Path) -> None:
+    """Make `folder` the store in use: write CURRENT.tmp, fsync, rename over CURRENT."""
+    root = Path(settings.index_dir)
+    pointer_tmp = root / f"CURRENT.{os.getpid()}.tmp"
+    try:
+        with open(pointer_tmp, "w", encoding="utf-8") as f:
+            f.write(folder.name)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(pointer_tmp, root / "CURRENT")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            pointer_tmp.unlink()
+        raise
 
 
 # ---------------------------------------------------------------- building a new index
@@ -141,17 +217,12 @@ class _LocalBuild:
         tmp = self.folder / "manifest.json.tmp"
         tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         os.replace(tmp, self.folder / "manifest.json")
-        pointer_tmp = self.root / f"CURRENT.{os.getpid()}.tmp"
-        with open(pointer_tmp, "w", encoding="utf-8") as f:
-            f.write(self.folder.name)
-            f.flush()
-            os.fsync(f.fileno())
         previous = (
             (self.root / "CURRENT").read_text(encoding="utf-8").strip()
             if (self.root / "CURRENT").exists()
             else ""
         )
-        os.replace(pointer_tmp, self.root / "CURRENT")  # the one atomic step that makes it live
+        point_current(self.settings, self.folder)  # the one atomic step that makes it live
         keep = {self.folder.name, previous}
         for old in self.root.glob("store-*"):
             if old.name not in keep:
@@ -163,33 +234,57 @@ class _LocalBuild:
 
 
 class _ServerBuild:
+    """Writes a new pair of collections, then points `<name>__current` at them (one request)."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.names = (settings.collection, settings.collection + SENTENCES_SUFFIX)
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+        self.build = f"{settings.collection}{BUILD_MARK}{stamp}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
 
     def __enter__(self) -> _ServerBuild:
         client = _server_client(self.settings)
-        staged = []
-        for name in self.names:
-            with contextlib.suppress(Exception):
-                client.delete_collection(name + BUILD_SUFFIX)
-            staged.append(_create(client, name + BUILD_SUFFIX))
-        self.store = ChromaStore(client, staged[0], staged[1], f"chroma://{self.settings.chroma_host}")
+        staged = {"state": "building", "started": time.time()}
+        self.store = ChromaStore(
+            client,
+            _create(client, self.build, staged),
+            _create(client, self.build + SENTENCES_SUFFIX, staged),
+            f"{_server_url(self.settings)}/{self.build}",
+        )
         return self
 
     def commit(self, manifest: dict) -> None:
         client = self.store.client
-        self.store.chunks.modify(metadata={"manifest": json.dumps(manifest)})
-        for name, staged in zip(self.names, (self.store.chunks, self.store.sentences), strict=True):
+        done = {"state": "complete", "manifest": json.dumps(manifest)}
+        self.store.chunks.modify(metadata=done)
+        self.store.sentences.modify(metadata=done)
+        pointer = client.get_or_create_collection(
+            self.settings.collection + POINTER_SUFFIX, embedding_function=None
+        )
+        previous = (pointer.metadata or {}).get("build", "")
+        # The one step that makes the build live: replicas opening the index now get this one.
+        pointer.modify(metadata={"build": self.build, "manifest": json.dumps(manifest)})
+        self._collect_garbage(client, keep={self.build, previous})
+
+    def _collect_garbage(self, client, keep: set[str]) -> None:
+        """Drop older complete builds, and staged ones abandoned by a crashed builder."""
+        prefix = self.settings.collection + BUILD_MARK
+        stale_after = time.time() - _ABANDONED_SECONDS
+        for col in client.list_collections():
+            if not col.name.startswith(prefix):
+                continue
+            build = col.name.removesuffix(SENTENCES_SUFFIX)
+            meta = col.metadata or {}
+            finished = meta.get("state") == "complete"
+            if build in keep or not (finished or float(meta.get("started", 0)) < stale_after):
+                continue  # in use, or another replica is building it right now
             with contextlib.suppress(Exception):
-                client.delete_collection(name)
-            staged.modify(name=name)
+                client.delete_collection(col.name)
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            for name in self.names:
+        if exc_type is not None and hasattr(self, "store"):
+            for name in (self.build, self.build + SENTENCES_SUFFIX):
                 with contextlib.suppress(Exception):
-                    self.store.client.delete_collection(name + BUILD_SUFFIX)
+                    self.store.client.delete_collection(name)
 
 
 def open_store(settings: Settings, fresh: bool = True) -> _LocalBuild | _ServerBuild:
