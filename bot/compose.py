@@ -13,13 +13,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from bot.chunk import Unit, units_of
+from bot.lexicon import QueryTerms
 from bot.reply import Citation
-from bot.retrieve import Hit, identifiers, tokenize
+from bot.retrieve import Hit, tokenize
 from bot.triage import looks_planted
 
 _ANAPHOR = re.compile(r"^(This|These|That|Those|It|Its|They|Their|Both|Such|To address this|Still|However)\b")
 _FIRST_PERSON = re.compile(r"\b(I|I'm|I've|me|my|My|we|We|us|our|Our)\b")
-_NEAR_DUPLICATE = 0.92
+_NEAR_DUPLICATE = 0.85
+# What kind of answer a question wants: a sentence without one cannot answer it.
+_WANTS_NUMBER = re.compile(r"^\s*how\s+(many|much)\b", re.IGNORECASE)
+_HAS_NUMBER = re.compile(
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|half|both|few)\b",
+    re.IGNORECASE,
+)
+_CODE = re.compile(r"\b[A-Za-z]+\d+\w*\b")  # NCT06333509 is a name, not a count
+_WANTS_TIME = re.compile(r"^\s*(when|how\s+long|how\s+soon|what\s+year)\b", re.IGNORECASE)
+_HAS_TIME = re.compile(
+    r"\b(1[89]|20)\d\d\b|\b(days?|weeks?|months?|years?|soon|later|next|until|since|under)\b", re.IGNORECASE
+)
+_DEFINITION = re.compile(
+    r"^\s*(?:what|who)(?:'s|\s+is|\s+are|\s+was|\s+were)\s+(?:an?\s+|the\s+)?(.+?)\s*\??\s*$", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -42,12 +57,22 @@ class Composition:
         return not self.citations
 
 
+def _answer_filter(question: str):
+    """A check a sentence must pass to answer this question at all (numbers for "how many")."""
+    if _WANTS_NUMBER.search(question):
+        return lambda text: _HAS_NUMBER.search(_CODE.sub(" ", text))
+    if _WANTS_TIME.search(question):
+        return _HAS_TIME.search
+    return None
+
+
 def score_units(
-    question: str, qvec: np.ndarray, hits: list[Hit], vectors: dict[str, np.ndarray]
+    terms: QueryTerms, qvec: np.ndarray, hits: list[Hit], vectors: dict[str, np.ndarray], question: str = ""
 ) -> list[Candidate]:
-    """Meaning (cosine) plus overlap of the question's words, plus exact identifiers."""
-    q_tokens = set(tokenize(question))
-    q_ids = identifiers(question)
+    """Meaning (sentence and passage cosine) plus overlap of the question's words and codes."""
+    wanted = _answer_filter(question)
+    definition = _DEFINITION.match(question)
+    term = definition.group(1).lower() if definition else ""
     out = []
     for hit in hits:
         units = units_of(hit.chunk)
@@ -55,14 +80,34 @@ def score_units(
         if vecs is None or len(vecs) != len(units):
             continue
         sims = vecs @ qvec
+        section_tokens = set(tokenize(hit.chunk.metadata.get("section", "")))
+        prior = 0.05 if hit.chunk.metadata.get("kind") == "article" else 0.0
+        # A section named for what was asked ("About the author") vouches for all its sentences.
+        total = sum(terms.weights)
+        if total:
+            named = sum(w for g, w in zip(terms.groups, terms.weights, strict=True) if g & section_tokens)
+            prior += 0.1 * named / total
         for j, unit in enumerate(units):
-            if unit.label or looks_planted(unit.text):
+            if unit.label or looks_planted(unit.text) or (wanted and not wanted(unit.text)):
                 continue
-            u_tokens = set(tokenize(unit.text))
-            lexical = len(q_tokens & u_tokens) / len(q_tokens) if q_tokens else 0.0
+            u_tokens = set(tokenize(unit.text)) | section_tokens
+            lexical = (
+                sum(w for g, w in zip(terms.groups, terms.weights, strict=True) if g & u_tokens) / total
+                if total
+                else 0.0
+            )
             text = unit.text.lower()
-            id_bonus = min(0.3, 0.15 * sum(1 for t in q_ids if t in text))
-            score = 0.75 * float(sims[j]) + 0.3 * lexical + id_bonus - 0.01 * hit.rank
+            id_match = sum(1 for t in terms.ids if t in text) / len(terms.ids) if terms.ids else 0.0
+            defines = 0.1 if term and re.match(re.escape(term) + r"\b[^.]{0,40}?\b(is|are)\b", text) else 0.0
+            score = (
+                0.6 * float(sims[j])
+                + 0.15 * hit.dense
+                + 0.25 * lexical
+                + 0.15 * id_match
+                + defines
+                + prior
+                - 0.01 * hit.rank
+            )
             out.append(Candidate(hit, j, unit, score, vecs[j]))
     return out
 
@@ -117,13 +162,14 @@ def _render_sentence(unit: Unit, framed: bool, author: str) -> str:
 
 def compose(
     question: str,
+    terms: QueryTerms,
     qvec: np.ndarray,
     hits: list[Hit],
     vectors: dict[str, np.ndarray],
     min_evidence: float,
     max_sentences: int,
 ) -> Composition:
-    candidates = score_units(question, qvec, hits, vectors)
+    candidates = score_units(terms, qvec, hits, vectors, question)
     chosen = select(candidates, min_evidence, max_sentences)
     if not chosen:
         best = max((c.score for c in candidates), default=0.0)

@@ -12,10 +12,11 @@ import time
 from collections.abc import Sequence
 
 from bot import messages
-from bot.compose import compose
+from bot.compose import Composition, compose
 from bot.embed import embed_query, load_embeddings
 from bot.followup import resolve
 from bot.index import open_index
+from bot.lexicon import Lexicon
 from bot.reply import Reply, Retrieved
 from bot.retrieve import HybridRetriever, HybridSearch
 from bot.settings import Settings
@@ -36,6 +37,9 @@ class Companion:
         self.index = open_index(self.settings, self.embeddings, rebuild=rebuild, progress=progress)
         self.index.warm()
         self.search = HybridSearch(self.index, rrf_k=self.settings.rrf_k)
+        self.lexicon = Lexicon.from_texts(
+            d.page_content + " " + d.metadata.get("section", "") for d in self.search.docs
+        )
         embed_query(self.embeddings, "warm up")  # first call pays one-off allocation costs
         self.startup_seconds = time.perf_counter() - started
 
@@ -78,14 +82,20 @@ class Companion:
 
         t = time.perf_counter()
         query = resolve(verdict.text, history) if s.resolve_followups else verdict.text
+        terms = self.lexicon.analyze(query)
         timings["resolve"] = _ms(t)
         t = time.perf_counter()
         qvec = embed_query(self.embeddings, query)
         timings["embed"] = _ms(t)
-        hits = self.search.search(query, qvec, s.top_k, s.candidate_k, s.retrieval_mode, timings=timings)
+        hits = self.search.search(
+            terms.expanded, qvec, s.top_k, s.candidate_k, s.retrieval_mode, timings=timings
+        )
         t = time.perf_counter()
         vectors = self.index.sentence_vectors([h.chunk.id for h in hits])
-        composed = compose(query, qvec, hits, vectors, s.min_evidence, s.max_sentences)
+        composed = compose(query, terms, qvec, hits, vectors, s.min_evidence, s.max_sentences)
+        if terms.uncovered and composed.evidence < s.strong_evidence:
+            # The question names something no source mentions: any sentence we quote would dodge it.
+            composed = Composition("", (), composed.evidence)
         timings["compose"] = _ms(t)
         retrieved = tuple(
             Retrieved(

@@ -26,7 +26,7 @@ from bot.index import IndexHandle
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
 
 _TOKEN = re.compile(r"[a-z0-9]+")
-_STOP = frozenset(
+STOPWORDS = _STOP = frozenset(
     [
         "a",
         "an",

@@ -90,6 +90,7 @@ class Settings:
     # Answer composition.
     max_sentences: int = 3
     min_evidence: float = 0.38
+    strong_evidence: float = 0.95  # above this, a word the sources never use does not veto an answer
     resolve_followups: bool = True
     # Safety and input limits.
     max_question_chars: int = 1000
@@ -122,7 +123,8 @@ class Settings:
             candidate_k=_int(env, "PCL_CANDIDATE_K", d.candidate_k, 1, 200),
             rrf_k=_int(env, "PCL_RRF_K", d.rrf_k, 1, 1000),
             max_sentences=_int(env, "PCL_MAX_SENTENCES", d.max_sentences, 1, 10),
-            min_evidence=_float(env, "PCL_MIN_EVIDENCE", d.min_evidence, 0.0, 1.0),
+            min_evidence=_float(env, "PCL_MIN_EVIDENCE", d.min_evidence, 0.0, 2.0),
+            strong_evidence=_float(env, "PCL_STRONG_EVIDENCE", d.strong_evidence, 0.0, 2.0),
             resolve_followups=_bool(env, "PCL_RESOLVE_FOLLOWUPS", d.resolve_followups),
             max_question_chars=_int(env, "PCL_MAX_QUESTION_CHARS", d.max_question_chars, 10, 100_000),
             emergency_number=env.get("PCL_EMERGENCY_NUMBER") or d.emergency_number,

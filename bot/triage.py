@@ -105,6 +105,7 @@ MEDICAL_ADVICE_RX = _rx(
     r"\b(what|which)\s+(treatment|trial|drug|therapy|option)\s+(should|would\s+you\s+recommend|do\s+you\s+recommend)\b",
     r"\brecommend\b.{0,30}\b(for\s+me|to\s+me|for\s+my)\b",
     r"\b(prescribe|diagnose)\s+(me|my)\b",
+    r"\b(best|top|recommended|safest)\s+(hospital|doctor|oncologist|treatment|therapy|cancer\s+center|center|centre|clinic|option|drug|medicine)s?\b",
 )
 
 OFF_TOPIC = _rx(
