@@ -145,9 +145,14 @@ class HybridSearch:
         self.rrf_k = rrf_k
         self.docs = index.all_chunks()
         self.by_id = {d.id: d for d in self.docs}
-        self._lower = [embedding_text(d).lower() for d in self.docs]
+        tokens = [tokenize(embedding_text(d)) for d in self.docs]
+        # Which chunks hold each word: exact-code lookups cost O(hits), not O(corpus).
+        self._postings: dict[str, set[str]] = {}
+        for doc, toks in zip(self.docs, tokens, strict=True):
+            for tok in set(toks):
+                self._postings.setdefault(tok, set()).add(doc.id)
         self.bm25 = bm25s.BM25()
-        self.bm25.index([tokenize(embedding_text(d)) or ["_"] for d in self.docs], show_progress=False)
+        self.bm25.index([toks or ["_"] for toks in tokens], show_progress=False)
         self._vocab = set(self.bm25.vocab_dict)
 
     def dense(self, qvec: np.ndarray, k: int) -> list[tuple[str, float]]:
@@ -183,14 +188,14 @@ class HybridSearch:
         for ranking in (dense, lexical):
             for rank, (cid, _) in enumerate(ranking):
                 fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.rrf_k + rank + 1)
-        ids = {t for t in identifiers(query) if self._df(t) <= max(2, len(self.docs) // 4)}
-        if ids:
-            # An exact code the person typed outranks any paraphrase match.
-            for cid in list(fused) + [d.id for d in self.docs if d.id not in fused]:
-                text = self._lower_by_id(cid)
-                hits = sum(1 for t in ids if t in text)
-                if hits:
-                    fused[cid] = fused.get(cid, 0.0) + hits * 2.0 / (self.rrf_k + 1)
+        # An exact code the person typed outranks any paraphrase match; codes found in most
+        # chunks (PCL) do not discriminate and are left to BM25.
+        common = max(2, len(self.docs) // 4)
+        for code in identifiers(query):
+            holders = self._postings.get(code, ())
+            if len(holders) <= common:
+                for cid in holders:
+                    fused[cid] = fused.get(cid, 0.0) + 2.0 / (self.rrf_k + 1)
         dense_sim = dict(dense)
         lex_score = dict(lexical)
         ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
@@ -202,15 +207,6 @@ class HybridSearch:
             Hit(self.by_id[cid], score, dense_sim.get(cid, 0.0), lex_score.get(cid, 0.0), r)
             for r, (cid, score) in enumerate(ranked)
         ]
-
-    def _df(self, token: str) -> int:
-        """In how many chunks a code appears; codes in most chunks (PCL) do not discriminate."""
-        return sum(1 for low in self._lower if token in low)
-
-    def _lower_by_id(self, cid: str) -> str:
-        if not hasattr(self, "_lower_map"):
-            self._lower_map = {d.id: low for d, low in zip(self.docs, self._lower, strict=True)}
-        return self._lower_map[cid]
 
 
 class HybridRetriever(BaseRetriever):
