@@ -147,7 +147,7 @@ def check_sqlite(path: Path) -> None:
     """
     if not path.is_file():
         raise FileNotFoundError(f"{path.name} is missing")
-    con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         problems = [row[0] for row in con.execute("PRAGMA integrity_check")]
         if problems != ["ok"]:
@@ -204,13 +204,17 @@ class _LocalBuild:
 
     def __enter__(self) -> _LocalBuild:
         self.root.mkdir(parents=True, exist_ok=True)
-        client = chromadb.PersistentClient(path=str(self.folder), settings=chroma_settings())
-        self.store = ChromaStore(
-            client,
-            _create(client, self.settings.collection),
-            _create(client, self.settings.collection + SENTENCES_SUFFIX),
-            str(self.folder),
-        )
+        try:
+            client = chromadb.PersistentClient(path=str(self.folder), settings=chroma_settings())
+            self.store = ChromaStore(
+                client,
+                _create(client, self.settings.collection),
+                _create(client, self.settings.collection + SENTENCES_SUFFIX),
+                str(self.folder),
+            )
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)  # __exit__ does not run when this fails
+            raise
         return self
 
     def commit(self, manifest: dict) -> None:

@@ -13,6 +13,7 @@ With CHROMA_HOST set, the same collections live on a Chroma server instead (see 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -30,7 +31,7 @@ from tqdm import tqdm
 from bot.chunk import ENCODING, chunk_documents, embedding_text, units_of
 from bot.client import ChromaStore, open_store
 from bot.embed import embed_texts, model_id
-from bot.errors import IndexError_
+from bot.errors import CorpusError, IndexError_
 from bot.load import corpus_files, load_corpus
 from bot.settings import Settings
 
@@ -57,6 +58,7 @@ class IndexHandle:
 
     store: ChromaStore
     manifest: dict
+    notice: str = ""  # set when the last good index is served because a rebuild failed
     _sentence_cache: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -154,23 +156,134 @@ def build_index(settings: Settings, embeddings, progress: bool = True) -> dict:
     return manifest
 
 
-def open_index(settings: Settings, embeddings, rebuild: bool = False, progress: bool = True) -> IndexHandle:
-    """Open the current index, (re)building it first when missing, stale or unreadable."""
-    lock_dir = Path(settings.index_dir)
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock_dir / ".lock"), timeout=600):
+def open_index(
+    settings: Settings,
+    embeddings,
+    rebuild: bool = False,
+    progress: bool = True,
+    fallback: bool = True,
+) -> IndexHandle:
+    """Open the current index, (re)building it first when missing, stale or unreadable.
+
+    When a rebuild fails (full disk, broken corpus file, crash inside Chroma) and `fallback` is
+    on, the last good index is used instead: the current store if it is still readable, else
+    the newest complete earlier store, which becomes current again. `handle.notice` then says
+    what happened; with no good index left, IndexError_ (or the CorpusError) says what to fix.
+    """
+    root = Path(settings.index_dir)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IndexError_(
+            f"Cannot create the index folder {root} ({exc.strerror or exc}). "
+            "Set PCL_INDEX_DIR to a writable folder."
+        ) from None
+    with FileLock(str(root / ".lock"), timeout=600):
         fp = fingerprint(settings)
-        if not rebuild:
+        current: IndexHandle | None = None
+        why = "a rebuild was requested"
+        if not rebuild or fallback:
             try:
-                store, manifest = _open_current(settings)
-                if manifest.get("fingerprint") == fp:
-                    return IndexHandle(store, manifest)
-                log.warning("index is stale (corpus, model or chunking changed): rebuilding")
+                current = _open_checked(settings, _open_current)
+                if not rebuild and current.manifest.get("fingerprint") == fp:
+                    return current
+                if not rebuild:
+                    why = "the index is stale (corpus, model or chunking changed)"
             except IndexError_ as exc:
-                log.warning("%s: rebuilding", exc)
-        build_index(settings, embeddings, progress=progress)
-        store, manifest = _open_current(settings)
-        return IndexHandle(store, manifest)
+                why = str(exc)
+        log.warning("%s: rebuilding the index", why)
+        try:
+            build_index(settings, embeddings, progress=progress)
+            return _open_checked(settings, _open_current)
+        except _NEVER_CAUGHT:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - Chroma's Rust core panics with a BaseException
+            failure, fix = _describe_failure(exc), _fix_for(exc)
+            good = _last_good(settings, current) if fallback else None
+            if good is None:
+                if isinstance(exc, CorpusError | IndexError_):
+                    raise
+                raise IndexError_(f"Could not build the search index in {root}: {failure}. {fix}") from None
+        good.notice = (
+            f"Could not rebuild the search index ({failure}). Answering from the last good index, "
+            f"built {good.manifest.get('built_at', 'earlier')}; changes to the sources since then "
+            f"are not included. {fix}"
+        )
+        log.warning(good.notice)
+        return good
+
+
+# Failures that must stop the process rather than be answered by the last good index.
+_NEVER_CAUGHT = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def _open_checked(settings: Settings, opener) -> IndexHandle:
+    """Open a store and read every row once, so a damaged file fails here, not mid-answer."""
+    store, manifest = opener(settings)
+    handle = IndexHandle(store, manifest)
+    try:
+        handle.all_chunks()
+        handle.warm()
+        probe = next(iter(handle._sentence_cache.values()), None)
+        if probe is not None and len(probe):
+            store.chunks.query(query_embeddings=[probe[0]], n_results=1, include=["distances"])
+    except _NEVER_CAUGHT:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - see open_index
+        raise IndexError_(
+            f"The index in {store.location} is unreadable ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
+    return handle
+
+
+def _last_good(settings: Settings, current: IndexHandle | None) -> IndexHandle | None:
+    """The current store if it still reads, else the newest complete earlier one (made current)."""
+    if current is not None:
+        return current
+    if settings.chroma_host:
+        return None
+    from bot.client import open_local, point_current, previous_local
+
+    folder = previous_local(settings)
+    if folder is None:
+        return None
+    try:
+        handle = _open_checked(settings, lambda s: open_local(s, folder))
+    except IndexError_ as exc:
+        log.warning("the previous index is not usable either: %s", exc)
+        return None
+    try:
+        point_current(settings, folder)
+    except OSError as exc:  # a full disk may refuse even the pointer; serve it from memory anyway
+        log.warning("could not make %s current again (%s)", folder.name, exc.strerror or exc)
+    return handle
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return "the disk is full"
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"no permission to write ({exc.strerror})"
+    if isinstance(exc, CorpusError):
+        return f"a source file is invalid: {exc}"
+    text = _first_line(exc)
+    if any(m in text for m in ("disk is full", "No space left", "database or disk is full")):
+        return "the disk is full"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _fix_for(exc: BaseException) -> str:
+    failure = _describe_failure(exc)
+    if failure == "the disk is full":
+        return "Free some disk space, then run `python -m bot index`."
+    if isinstance(exc, CorpusError):
+        return "Fix that file, then run `python -m bot index`."
+    return "Run `python -m bot index --rebuild` to try again."
 
 
 def _open_current(settings: Settings) -> tuple[ChromaStore, dict]:
