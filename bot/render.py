@@ -39,7 +39,7 @@ _INLINE = re.compile(
     r"|\[(?P<cite>\d{1,2})\]"
 )
 # Where a sentence of an answer ends: after its [n] marker or its final punctuation.
-_SENTENCE_END = re.compile(r"(?:\[\d{1,2}\]|[.!?][”\"’)]*(?:\*\*)?)(?=\s)")
+_SENTENCE_END = re.compile(r"(?:\[\d{1,2}\]|[.!?][”\"’)]*(?:\*\*)?(?!\s*\[\d))(?=\s)")
 
 
 def _clean(fragment: str) -> str:

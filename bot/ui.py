@@ -285,7 +285,7 @@ CSS = """
 #pcl-examples { gap: 0.5rem; }
 .pcl-example { justify-content: flex-start !important; text-align: left !important;
   white-space: normal !important; font-weight: 500 !important; }
-button, .pcl-example, #pcl-send, #pcl-new-chat { min-height: 44px; }
+button, .pcl-example, #pcl-send, #pcl-new-chat, #pcl-question textarea { min-height: 44px; }
 #pcl-chat button { min-width: 44px; min-height: 44px; color: #374151; }
 .pcl-reply p { margin: 0 0 0.6rem; }
 .pcl-reply ul { margin: 0 0 0.6rem 1.2rem; }
