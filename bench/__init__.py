@@ -1,0 +1,1 @@
+"""Performance benchmark: `python -m bench [--quick|--full]` (see README "Benchmark")."""

@@ -1,0 +1,166 @@
+"""The chat app over HTTP: start `python app.py` on a free loopback port, time it to ready, then
+put 1, 8 and 32 concurrent clients on the `/chat` endpoint for a bounded time each.
+
+Clients are `gradio_client.Client(url).predict(message, api_name="/chat")`, the documented way
+to call the app, one client object per simulated person, each in its own thread. They run on
+the same 2-core machine as the app, so the client side's CPU is measured and reported too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.measure import MachineLoad, proc_status, summary, tree_rss_mb
+from bench.questions import Question
+from bot.settings import REPO_ROOT
+
+DISCLAIMER_MARK = "not medical advice"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class App:
+    """`python app.py` as a subprocess on 127.0.0.1; its memory is sampled while it runs."""
+
+    def __init__(self, log_path: Path, env: dict | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = log_path
+        self.env = os.environ | {"GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(self.port)}
+        self.env |= env or {}
+        self.peak_tree_rss_mb = 0.0
+        self._stop = threading.Event()
+
+    def start(self, timeout: float = 300.0) -> dict:
+        log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = log
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "app.py"], cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"app.py exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                if httpx.get(self.url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.perf_counter() - t0 > timeout:
+                raise RuntimeError(f"app.py not ready after {timeout:.0f} s; see {self.log_path}")
+            time.sleep(0.05)
+        ready_s = time.perf_counter() - t0
+        from gradio_client import Client
+
+        t = time.perf_counter()
+        text = Client(self.url, verbose=False).predict("What is CT0596?", api_name="/chat")
+        first_answer_s = time.perf_counter() - t
+        assert DISCLAIMER_MARK in text.lower(), text[:200]
+        return {
+            "start_to_ready_s": round(ready_s, 2),
+            "first_answer_after_ready_s": round(first_answer_s, 3),
+            "start_to_first_answer_s": round(ready_s + first_answer_s, 2),
+            "memory_after_start_mb": proc_status(self.proc.pid),
+        }
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_tree_rss_mb = max(self.peak_tree_rss_mb, tree_rss_mb(self.proc.pid))
+            self._stop.wait(0.25)
+
+    def memory(self) -> dict:
+        return {**proc_status(self.proc.pid), "peak_tree_rss_mb": self.peak_tree_rss_mb}
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+def _classify(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return "busy" if ("queue is full" in text or "busy" in text or "too many" in text) else "error"
+
+
+def load(url: str, clients: int, seconds: float, questions: list[Question], app_pid: int) -> dict:
+    """`clients` threads, each asking questions back to back for `seconds`; every reply checked."""
+    from gradio_client import Client
+
+    made = [Client(url, verbose=False) for _ in range(clients)]  # connecting is not part of the load
+    latencies: list[float] = []
+    outcomes = {"ok": 0, "busy": 0, "error": 0, "bad_reply": 0}
+    examples: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(clients + 1)
+    deadline = [0.0]
+
+    def person(i: int) -> None:
+        client = made[i]
+        n = i * 7
+        start.wait()
+        while time.perf_counter() < deadline[0]:
+            q = questions[n % len(questions)]
+            n += 1
+            t = time.perf_counter()
+            try:
+                text = client.predict(q.text, api_name="/chat")
+                outcome = "ok" if DISCLAIMER_MARK in str(text).lower() else "bad_reply"
+                detail = str(text)[:200]
+            except Exception as exc:  # noqa: BLE001 - every failure is counted, none stops the run
+                outcome, detail = _classify(exc), f"{type(exc).__name__}: {exc}"[:200]
+            ms = (time.perf_counter() - t) * 1000
+            with lock:
+                outcomes[outcome] += 1
+                if outcome == "ok":
+                    latencies.append(ms)
+                elif len(examples) < 5:
+                    examples.append(detail)
+
+    threads = [threading.Thread(target=person, args=(i,), daemon=True) for i in range(clients)]
+    for th in threads:
+        th.start()
+    meter = MachineLoad.start(pids=(app_pid,))
+    cpu0 = time.process_time()
+    deadline[0] = time.perf_counter() + seconds
+    t0 = time.perf_counter()
+    start.wait()
+    for th in threads:
+        th.join(timeout=seconds + 300)
+    wall = time.perf_counter() - t0
+    client_cpu = time.process_time() - cpu0
+    for c in made:
+        with contextlib.suppress(Exception):  # closing is best effort
+            c.close()
+    done = sum(outcomes.values())
+    return {
+        "clients": clients,
+        "seconds": round(wall, 1),
+        "requests": done,
+        "requests_per_s": round(outcomes["ok"] / wall, 2),
+        "latency_ms": summary(latencies),
+        "outcomes": outcomes,
+        "error_rate": round((done - outcomes["ok"]) / done, 4) if done else None,
+        "failure_examples": examples,
+        "client_cpu_cores": round(client_cpu / wall, 2),
+        "machine": meter.stop(),
+    }

@@ -1,0 +1,294 @@
+"""One measurement in its own process, so its memory and start-up are its own.
+
+    python -m bench.worker api    --out R.json [--rounds N]
+    python -m bench.worker build  --out R.json --corpus DIR --index DIR
+    python -m bench.worker query  --out R.json --corpus DIR --index DIR [--questions N --rounds N]
+    python -m bench.worker cold   --out R.json
+
+Each writes one JSON object; `bench/run.py` starts them and collects the results.
+"""
+
+from __future__ import annotations
+
+import time
+
+T_PROCESS = time.time()  # as early as possible: the cold-start checkpoints count from here
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000.0, 3)
+
+
+def _settings(args):
+    from bot.settings import Settings
+
+    s = Settings.from_env()
+    if getattr(args, "corpus", None):
+        s = s.with_overrides(corpus_dir=Path(args.corpus), index_dir=Path(args.index))
+    return s
+
+
+def api(args) -> dict:
+    """Warm latency of `Companion.ask` over the eval questions, next to the embed-only floor and
+    the tutorial LangChain retriever over the same store and model, interleaved per question."""
+    from langchain_chroma import Chroma
+
+    from bench.measure import proc_status, summary
+    from bench.questions import load_questions
+    from bot.embed import embed_query
+    from bot.engine import Companion
+
+    settings = _settings(args)
+    t = time.perf_counter()
+    companion = Companion(settings, progress=False)
+    startup_ms = _ms(t)
+    baseline = Chroma(
+        client=companion.index.store.client,
+        collection_name=settings.collection,
+        embedding_function=companion.embeddings,
+    ).as_retriever(search_kwargs={"k": 4})
+    questions, source = load_questions()
+    if args.limit:
+        questions = questions[: args.limit]
+
+    def floor(q):
+        embed_query(companion.embeddings, q.text)
+
+    def ours(q):
+        return companion.ask(q.text, q.history)
+
+    def base(q):
+        docs = baseline.invoke(q.text)
+        assert len(docs) == 4 or not q.text.strip()
+
+    for q in questions:  # warm-up: first calls pay one-off costs (caches, allocator)
+        ours(q), floor(q), base(q)
+
+    rows = {q.id: {"floor": [], "ours": [], "baseline": [], "reply_ms": [], "stages": []} for q in questions}
+    kinds = {}
+    for r in range(args.rounds):
+        for i, q in enumerate(questions):
+            # Rotate the order so no variant always runs first (cache, CPU frequency, neighbours).
+            order = [("floor", floor), ("ours", ours), ("baseline", base)]
+            order = order[(i + r) % 3 :] + order[: (i + r) % 3]
+            for name, fn in order:
+                t = time.perf_counter()
+                out = fn(q)
+                rows[q.id][name].append(_ms(t))
+                if name == "ours":
+                    rows[q.id]["reply_ms"].append(round(out.latency_ms, 3))
+                    rows[q.id]["stages"].append({k: round(v, 3) for k, v in out.timings_ms.items()})
+                    kinds[q.id] = (out.kind, "embed" in out.timings_ms)
+
+    per_question = []
+    for q in questions:
+        row = rows[q.id]
+        kind, retrieved = kinds[q.id]
+        per_question.append(
+            {
+                "id": q.id,
+                "kind": kind,
+                "retrieved": retrieved,
+                "followup": bool(q.history),
+                "ours_ms": row["ours"],
+                "floor_ms": row["floor"],
+                "baseline_ms": row["baseline"],
+                "reply_latency_ms": row["reply_ms"],
+                "stages_ms": row["stages"],
+            }
+        )
+
+    def collect(pick, key):
+        return [v for p in per_question if pick(p) for v in p[key]]
+
+    def best(pick, key):  # best of the rounds per question: closest to an idle machine
+        return [min(p[key]) for p in per_question if pick(p)]
+
+    def stage_stats(pick):
+        names = ("triage", "resolve", "embed", "dense", "bm25", "fuse", "compose")
+        return {
+            n: summary([s[n] for p in per_question if pick(p) for s in p["stages_ms"] if n in s])
+            for n in names
+        }
+
+    every = lambda p: True  # noqa: E731
+    retrieval = lambda p: p["retrieved"]  # noqa: E731
+    ratios = [
+        o / f
+        for p in per_question
+        if p["retrieved"]
+        for o, f in zip(p["ours_ms"], p["floor_ms"], strict=True)
+        if f > 0
+    ]
+    ratios_base = [
+        o / b
+        for p in per_question
+        if p["retrieved"]
+        for o, b in zip(p["ours_ms"], p["baseline_ms"], strict=True)
+        if b > 0
+    ]
+    import numpy as np
+
+    return {
+        "questions": source,
+        "asked": len(questions),
+        "retrieval_path": sum(p["retrieved"] for p in per_question),
+        "rounds": args.rounds,
+        "startup_ms": startup_ms,
+        "chunks": companion.index.manifest.get("chunks"),
+        "sentences": companion.index.manifest.get("sentences"),
+        "all": {k: summary(collect(every, k)) for k in ("ours_ms", "floor_ms", "baseline_ms")},
+        "retrieval": {k: summary(collect(retrieval, k)) for k in ("ours_ms", "floor_ms", "baseline_ms")},
+        "retrieval_best": {k: summary(best(retrieval, k)) for k in ("ours_ms", "floor_ms", "baseline_ms")},
+        "stages_retrieval": stage_stats(retrieval),
+        "paired_ratio_to_floor": {
+            "p50": round(float(np.median(ratios)), 3),
+            "p95": round(float(np.percentile(ratios, 95)), 3),
+        },
+        "paired_ratio_to_baseline": {
+            "p50": round(float(np.median(ratios_base)), 3),
+            "p95": round(float(np.percentile(ratios_base, 95)), 3),
+        },
+        "memory_mb": proc_status(),
+        "per_question": per_question,
+    }
+
+
+def build(args) -> dict:
+    """Index build time for one corpus into an empty index folder."""
+    from bench.measure import proc_status
+    from bot.embed import load_embeddings
+    from bot.index import build_index
+
+    settings = _settings(args)
+    t = time.perf_counter()
+    embeddings = load_embeddings(settings)
+    model_ms = _ms(t)
+    t = time.perf_counter()
+    manifest = build_index(settings, embeddings, progress=False)
+    build_s = time.perf_counter() - t
+    texts = manifest["chunks"] + manifest["sentences"]
+    return {
+        "model_load_ms": model_ms,
+        "build_s": round(build_s, 2),
+        "chunks": manifest["chunks"],
+        "sentences": manifest["sentences"],
+        "texts_per_s": round(texts / build_s, 1),
+        "fingerprint": manifest["fingerprint"],
+        "memory_mb": proc_status(),
+    }
+
+
+def query(args) -> dict:
+    """Open an existing index (never rebuild) and time warm questions against it."""
+    from bench.measure import proc_status, summary
+    from bench.questions import answer_questions, load_questions
+    from bot.embed import embed_query
+    from bot.engine import Companion
+    from bot.index import fingerprint
+
+    settings = _settings(args)
+    expected = fingerprint(settings)
+    t = time.perf_counter()
+    companion = Companion(settings, progress=False)
+    startup_ms = _ms(t)
+    if (
+        companion.index.manifest.get("fingerprint") != expected
+        or companion.index.manifest.get("built_at") != args.built_at
+    ):
+        raise SystemExit("the index was rebuilt while opening it; the query numbers would include a build")
+    memory_open = proc_status()
+    questions = answer_questions(load_questions()[0], args.questions)
+    for q in questions:
+        companion.ask(q.text)
+    ours, floor, stages = [], [], []
+    for _ in range(args.rounds):
+        for q in questions:
+            t = time.perf_counter()
+            embed_query(companion.embeddings, q.text)
+            floor.append(_ms(t))
+            t = time.perf_counter()
+            reply = companion.ask(q.text)
+            ours.append(_ms(t))
+            stages.append(reply.timings_ms)
+    names = ("triage", "resolve", "embed", "dense", "bm25", "fuse", "compose")
+    return {
+        "startup_ms": startup_ms,
+        "chunks": companion.index.manifest["chunks"],
+        "sentences": companion.index.manifest["sentences"],
+        "asked": len(questions),
+        "rounds": args.rounds,
+        "ours_ms": summary(ours),
+        "floor_ms": summary(floor),
+        "stages_ms": {n: summary([s[n] for s in stages if n in s]) for n in names},
+        "memory_open_mb": memory_open,
+        "memory_mb": proc_status(),
+    }
+
+
+def cold(args) -> dict:
+    """Where a cold start goes: interpreter, imports, model, index + BM25, first answer."""
+    from bench.measure import proc_status
+
+    t0 = time.time()
+    import bot.engine  # noqa: F401
+
+    t1 = time.time()
+    from bot.embed import embed_query, load_embeddings
+    from bot.index import open_index
+    from bot.retrieve import HybridSearch
+    from bot.settings import Settings
+
+    settings = Settings.from_env()
+    t2 = time.time()
+    embeddings = load_embeddings(settings)
+    t3 = time.time()
+    index = open_index(settings, embeddings, progress=False)
+    t4 = time.time()
+    index.warm()
+    t5 = time.time()
+    HybridSearch(index, rrf_k=settings.rrf_k)
+    t6 = time.time()
+    embed_query(embeddings, "warm up")
+    t7 = time.time()
+    return {
+        "spawned_at": args.spawned_at,
+        "main_at": T_PROCESS,
+        "stages_s": {
+            "import bot.engine (torch, chromadb, langchain, ...)": round(t1 - t0, 3),
+            "load embedding model": round(t3 - t2, 3),
+            "open Chroma index (fingerprint, open, counts)": round(t4 - t3, 3),
+            "prefetch sentence vectors (index.warm)": round(t5 - t4, 3),
+            "load chunks + build BM25 (HybridSearch)": round(t6 - t5, 3),
+            "first query embedding": round(t7 - t6, 3),
+        },
+        "memory_mb": proc_status(),
+    }
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.WARNING)
+    p = argparse.ArgumentParser(prog="python -m bench.worker")
+    p.add_argument("what", choices=("api", "build", "query", "cold"))
+    p.add_argument("--out", required=True)
+    p.add_argument("--corpus")
+    p.add_argument("--index")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--questions", type=int, default=60)
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--built-at", default="")
+    p.add_argument("--spawned-at", type=float, default=0.0)
+    args = p.parse_args()
+    result = {"api": api, "build": build, "query": query, "cold": cold}[args.what](args)
+    Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
