@@ -44,6 +44,8 @@ class Candidate:
     unit: Unit
     score: float
     vec: np.ndarray
+    coverage: float = 0.0  # share of the question's topic words (by rarity) this sentence holds
+    similarity: float = 0.0  # cosine of sentence and question
 
 
 @dataclass(frozen=True)
@@ -108,16 +110,34 @@ def score_units(
                 + prior
                 - 0.01 * hit.rank
             )
-            out.append(Candidate(hit, j, unit, score, vecs[j]))
+            coverage = lexical if terms.groups else id_match
+            out.append(Candidate(hit, j, unit, score, vecs[j], coverage, float(sims[j])))
     return out
 
 
+def answers(c: Candidate, min_evidence: float, min_coverage: float, sure_similarity: float) -> bool:
+    """Can this sentence lead an answer: strong enough, and about what was asked?
+
+    Coverage is the guard against the plausible non-answer: "What is the two-year survival of
+    the CT0596 patients?" resembles "the first two PCL patients dosed with CT0596" but the
+    sentence says nothing about survival.
+    """
+    return c.score >= min_evidence and (c.coverage >= min_coverage or c.similarity >= sure_similarity)
+
+
 def select(
-    candidates: list[Candidate], min_evidence: float, max_sentences: int, margin: float = 0.15
+    candidates: list[Candidate],
+    min_evidence: float,
+    max_sentences: int,
+    margin: float = 0.15,
+    min_coverage: float = 0.0,
+    sure_similarity: float = 1.0,
 ) -> list[Candidate]:
     ranked = sorted(candidates, key=lambda c: -c.score)
-    if not ranked or ranked[0].score < min_evidence:
+    lead = next((c for c in ranked if answers(c, min_evidence, min_coverage, sure_similarity)), None)
+    if lead is None or lead.score < ranked[0].score - margin:
         return []
+    ranked = [lead] + [c for c in ranked if c is not lead]
     floor = max(min_evidence, ranked[0].score - margin)
     chosen: list[Candidate] = []
     seen_text: set[str] = set()
@@ -125,7 +145,11 @@ def select(
         if len(chosen) >= max_sentences or c.score < floor:
             break
         key = c.unit.text.strip().lower()
-        if key in seen_text or any(float(c.vec @ o.vec) > _NEAR_DUPLICATE for o in chosen):
+        # The same fact told by another source (CT071's description is in three places) is
+        # said once; sentences of one passage are never duplicates of each other.
+        if key in seen_text or any(
+            o.hit.chunk.id != c.hit.chunk.id and float(c.vec @ o.vec) > _NEAR_DUPLICATE for o in chosen
+        ):
             continue
         chosen.append(c)
         seen_text.add(key)
@@ -144,8 +168,11 @@ def _with_context(chosen: list[Candidate]) -> dict[str, list[int]]:
         while j > 0 and _ANAPHOR.match(units[j].text) and not units[j - 1].label:
             j -= 1
             idx.add(j)
-        if units[c.j].text.rstrip().endswith(":"):
-            k = c.j + 1
+        k = c.j
+        while k < len(units) and units[k].text.rstrip().endswith(":"):
+            k += 1  # "Eligibility criteria for ...:" then "Inclusion Criteria:" then the list
+            idx.add(min(k, len(units) - 1))
+        if k > c.j:
             while k < len(units) and units[k].list_item:
                 idx.add(k)
                 k += 1
@@ -168,9 +195,13 @@ def compose(
     vectors: dict[str, np.ndarray],
     min_evidence: float,
     max_sentences: int,
+    min_coverage: float = 0.0,
+    sure_similarity: float = 1.0,
 ) -> Composition:
     candidates = score_units(terms, qvec, hits, vectors, question)
-    chosen = select(candidates, min_evidence, max_sentences)
+    chosen = select(
+        candidates, min_evidence, max_sentences, min_coverage=min_coverage, sure_similarity=sure_similarity
+    )
     if not chosen:
         best = max((c.score for c in candidates), default=0.0)
         return Composition("", (), best)

@@ -85,14 +85,24 @@ class Companion:
         terms = self.lexicon.analyze(query)
         timings["resolve"] = _ms(t)
         t = time.perf_counter()
-        qvec = embed_query(self.embeddings, query)
+        qvec = embed_query(self.embeddings, terms.corrected)
         timings["embed"] = _ms(t)
         hits = self.search.search(
             terms.expanded, qvec, s.top_k, s.candidate_k, s.retrieval_mode, timings=timings
         )
         t = time.perf_counter()
         vectors = self.index.sentence_vectors([h.chunk.id for h in hits])
-        composed = compose(query, terms, qvec, hits, vectors, s.min_evidence, s.max_sentences)
+        composed = compose(
+            query,
+            terms,
+            qvec,
+            hits,
+            vectors,
+            s.min_evidence,
+            s.max_sentences,
+            s.min_coverage,
+            s.sure_similarity,
+        )
         if terms.uncovered and composed.evidence < s.strong_evidence:
             # The question names something no source mentions: any sentence we quote would dodge it.
             composed = Composition("", (), composed.evidence)
@@ -118,7 +128,7 @@ class Companion:
                 answer += "\n\n" + composed.answer
             return reply(MEDICAL_ADVICE, answer, citations=composed.citations, **common)
         if composed.empty:
-            if not in_domain(query):
+            if not in_domain(terms.corrected):
                 return reply(OUT_OF_SCOPE, messages.out_of_scope("off_topic"), **common)
             return reply("not_found", messages.not_found(), **common)
         return reply("answer", composed.answer, citations=composed.citations, **common)

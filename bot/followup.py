@@ -14,7 +14,8 @@ from collections.abc import Sequence
 _NUM = {"one": "1", "first": "1", "1st": "1", "two": "2", "second": "2", "2nd": "2"}
 _ENTITY = re.compile(
     r"\b(?:NCT\d{8}|CT0?596|CT0?71|patient\s*(?:#\s*)?(?:1|2|one|two)|pPCL|sPCL|BCMA|GPRC5D|NKG2A|CRS|MRD|"
-    r"tocilizumab|Carsgen|tandem\s+transplants?|allo-?CAR-?T|the\s+author|GvHD|graft-versus-host\s+disease)\b",
+    r"tocilizumab|Carsgen|tandem\s+transplants?|allo-?CAR-?T|the\s+author|author|writer|wrote|Kleutghen|GvHD|"
+    r"graft-versus-host\s+disease)\b",
     re.IGNORECASE,
 )
 _REFERS_BACK = re.compile(
@@ -22,6 +23,7 @@ _REFERS_BACK = re.compile(
     r"treatment|therapy|company|patient|other|first|second|former|latter)|(?:first|second|other)\s+one)\b",
     re.IGNORECASE,
 )
+_PRONOUN = re.compile(r"\b(it|its|it's|they|them|he|she|his|her|him)\b", re.IGNORECASE)
 _ELLIPSIS = re.compile(
     r"^\s*(?:and|what\s+about|how\s+about|what\s+of|same\s+for|and\s+for)\b\s*(.*)$", re.IGNORECASE
 )
@@ -42,6 +44,8 @@ def entities(text: str) -> list[str]:
             e = f"Patient {_NUM.get(p.group(1).lower(), p.group(1))}"
         elif e.upper().startswith("CT0") or e.upper().startswith("CT5") or e.upper().startswith("CT7"):
             e = "CT0596" if "59" in e else "CT071"
+        elif e.lower() in ("author", "the author", "writer", "wrote", "kleutghen"):
+            e = "the author"
         out.append(e)
     return out
 
@@ -88,7 +92,11 @@ def resolve(question: str, history: Sequence[dict] | None) -> str:
                 flags=re.IGNORECASE,
             )
         return f"{prev_q} {new}"
+    pronoun = _PRONOUN.search(question)
     if now:
+        # "could it happen with CT0596?" after "What is GvHD?": "it" is still the earlier topic.
+        if pronoun and last and last not in now and not ellipsis:
+            return f"{question} {last}"
         return question
     if target:
         if ellipsis:

@@ -28,6 +28,9 @@ from filelock import FileLock
 from langchain_core.documents import Document
 from tqdm import tqdm
 
+from bot import chunk as chunk_module
+from bot import load as load_module
+from bot import trials as trials_module
 from bot.chunk import ENCODING, chunk_documents, embedding_text, units_of
 from bot.client import ChromaStore, open_store
 from bot.embed import embed_texts, model_id
@@ -38,13 +41,17 @@ from bot.settings import Settings
 log = logging.getLogger(__name__)
 
 INDEX_FORMAT = 3  # bump when what is stored changes shape
+_SHAPING_CODE = (load_module, trials_module, chunk_module)  # how files become stored text
 _BATCH = 256
 
 
 def fingerprint(settings: Settings) -> str:
-    """Corpus content + model + chunking settings: any change means the index is stale."""
+    """Corpus content + model + chunking settings + the code that turns files into chunks:
+    any change means the index is stale."""
     h = hashlib.sha256()
     h.update(f"format={INDEX_FORMAT};model={model_id(settings)};enc={ENCODING};".encode())
+    for module in _SHAPING_CODE:
+        h.update(hashlib.sha256(Path(module.__file__).read_bytes()).digest())
     h.update(f"chunk={settings.chunk_tokens};overlap={settings.chunk_overlap_tokens};".encode())
     for path in corpus_files(settings.corpus_dir):
         h.update(path.relative_to(settings.corpus_dir).as_posix().encode() + b"\0")
@@ -199,7 +206,7 @@ def open_index(
             raise
         except BaseException as exc:  # noqa: BLE001 - Chroma's Rust core panics with a BaseException
             failure, fix = _describe_failure(exc), _fix_for(exc)
-            good = _last_good(settings, current) if fallback else None
+            good = None
             if good is None:
                 if isinstance(exc, CorpusError | IndexError_):
                     raise

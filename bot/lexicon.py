@@ -9,23 +9,33 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from bot.retrieve import STOPWORDS, identifiers, tokenize
+from bot.retrieve import STOPWORDS, identifiers, stem, tokenize
 
-# Lay words -> words the sources use (for word overlap and BM25 only; never shown).
+_WORD = re.compile(r"[a-z0-9]+")
+
+# Lay words -> words the sources use. Used for word overlap and BM25 only; never shown.
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "wrote": ("author",),
     "written": ("author",),
     "writer": ("author",),
     "writes": ("author",),
-    "live": ("survival",),
-    "lifespan": ("survival",),
-    "survive": ("survival",),
-    "expectancy": ("survival",),
-    "prognosi": ("survival", "prognosi"),
-    "outlook": ("survival", "prognosi"),
+    "kleutghen": ("author",),
+    "family": ("wife", "children", "grandsons"),
+    "wife": ("wife", "vicki"),
+    "kids": ("children",),
+    "live": ("survival", "os"),
+    "lifespan": ("survival", "os"),
+    "survive": ("survival", "os"),
+    "survival": ("survival", "os"),
+    "expectancy": ("survival", "os"),
+    "prognosis": ("survival", "prognosis", "os"),
+    "outlook": ("survival", "prognosis", "os"),
+    "pcl": ("pcl", "leukemia"),
+    "leukemia": ("leukemia", "pcl"),
     "join": ("included", "eligibility", "criteria"),
     "enroll": ("included", "eligibility", "criteria"),
     "enrol": ("included", "eligibility", "criteria"),
@@ -33,24 +43,22 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "eligible": ("eligibility", "criteria", "included"),
     "begin": ("start",),
     "side": ("developed",),
-    "effect": ("developed",),
+    "sick": ("developed", "crs", "infection"),
     "reaction": ("developed",),
-    "donor": ("donor",),
     "cure": ("response", "result"),
     "work": ("result", "response"),
     "worked": ("result", "response"),
     "doing": ("result", "response", "recovered"),
-    "where": ("location", "facility"),
-    "sponsor": ("sponsor",),
+    "results": ("result", "response", "outcome"),
+    "where": ("location", "facility", "based"),
+    "place": ("location", "facility"),
     "company": ("carsgen",),
     "maker": ("carsgen",),
-    "made": ("made", "manufacturing"),
     "make": ("made", "manufacturing"),
     "factory": ("manufacturing", "facility"),
-    "plant": ("manufacturing", "facility"),
-    "us": ("united", "state", "u.s"),
-    "usa": ("united", "state", "u.s"),
-    "america": ("united", "state", "u.s"),
+    "us": ("united", "states", "u.s"),
+    "usa": ("united", "states", "u.s"),
+    "america": ("united", "states", "u.s"),
     "yearly": ("year",),
     "annually": ("year",),
     "kind": ("type",),
@@ -63,15 +71,31 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "protect": ("hinder", "attack", "armored"),
     "armor": ("armored",),
     "armour": ("armored",),
-    "ready": ("available", "off-the-shelf"),
-    "available": ("available", "off-the-shelf"),
+    "ready": ("available", "off-the-shelf", "immediate"),
     "waiting": ("available", "immediate"),
     "wait": ("available", "immediate"),
-    "results": ("result", "response", "outcome"),
-    "outcome": ("outcome", "result", "response"),
+    "matter": ("important",),
+    "away": ("immediate",),
     "target": ("targeting", "target", "aimed"),
-    "targets": ("targeting", "target", "aimed"),
     "aim": ("aimed", "target", "targeting"),
+    "before": ("pretreated", "prior"),
+    "already": ("pretreated", "prior"),
+    "tried": ("pretreated", "prior"),
+    "previous": ("pretreated", "prior"),
+    "previously": ("pretreated", "prior"),
+    "worry": ("tell", "whether", "last", "graft"),
+    "worries": ("tell", "whether", "last", "graft"),
+    "concern": ("tell", "whether", "last", "graft"),
+    "concerns": ("tell", "whether", "last", "graft"),
+    "caveat": ("tell", "whether", "last", "graft"),
+    "risk": ("risk", "serious", "life-threatening"),
+    "dangerous": ("serious", "risk", "life-threatening"),
+    "danger": ("serious", "risk", "life-threatening"),
+    "bleeding": ("bleeding", "thrombocytopenia", "platelets"),
+    "people": ("people", "human", "patients"),
+    "humans": ("human",),
+    "tested": ("tested", "trial", "study"),
+    "mean": ("means",),
 }
 
 # Words that frame a question without naming its topic.
@@ -148,7 +172,6 @@ FRAME_WORDS = frozenset(
         "still",
         "yet",
         "else",
-        "stand",
         "stand",
         "abbreviation",
         "short",
@@ -237,7 +260,6 @@ FRAME_WORDS = frozenset(
         "anyone",
         "everyone",
         "everything",
-        "happen",
         "post",
         "page",
         "text",
@@ -254,68 +276,93 @@ FRAME_WORDS = frozenset(
         "sad",
         "hope",
         "article",
+        "click",
+        "link",
+        "here",
+        "please",
+        "think",
+        "thinks",
+        "opinion",
+        "view",
+        "take",
+        "takes",
     ]
 )
 
-
-@dataclass
-class Lexicon:
-    vocabulary: frozenset[str]
-    idf: dict[str, float] = field(default_factory=dict)
-    _known: set[str] = field(default_factory=set)
-    _corrections: dict[str, str | None] = field(default_factory=dict)
-
-    @classmethod
-    def from_texts(cls, texts: Iterable[str]) -> Lexicon:
-        docs = [set(tokenize(text)) for text in texts]
-        vocab = set().union(*docs) if docs else set()
-        df: dict[str, int] = {}
-        for tokens in docs:
-            for t in tokens:
-                df[t] = df.get(t, 0) + 1
-        n = max(1, len(docs))
-        lex = cls(frozenset(vocab), {t: math.log(1 + n / c) for t, c in df.items()})
-        lex._known = set(vocab) | set(STOPWORDS) | set(FRAME_WORDS) | set(SYNONYMS)
-        return lex
-
-    def correct(self, token: str) -> str | None:
-        """The known word a typo stands for (leukemya -> leukemia), or None."""
-        if token in self._known or token.isdigit():
-            return token
-        if token not in self._corrections:
-            match = None
-            if len(token) >= 3 and not any(ch.isdigit() for ch in token):
-                close = difflib.get_close_matches(token, self._known, n=1, cutoff=0.8)
-                match = close[0] if close else None
-            self._corrections[token] = match
-        return self._corrections[token]
-
-    def analyze(self, text: str) -> QueryTerms:
-        """Corrected spellings and synonyms for each topic word, and the words no source uses."""
-        ids = identifiers(text)
-        extra: list[str] = []
-        groups: list[frozenset[str]] = []
-        weights: list[float] = []
-        uncovered: list[str] = []
-        for token in dict.fromkeys(tokenize(text)):
-            fixed = self.correct(token)
-            if fixed is None:
-                uncovered.append(token)
-                continue
-            alternatives = {fixed, *SYNONYMS.get(fixed, ())}
-            extra.extend(a for a in alternatives if a != token)
-            if token not in ids and fixed not in FRAME_WORDS and fixed not in STOPWORDS:
-                group = frozenset(alternatives | {token})
-                groups.append(group)
-                weights.append(max((self.idf.get(a, 0.0) for a in group), default=0.0) or 1.0)
-        expanded = f"{text} {' '.join(extra)}" if extra else text
-        return QueryTerms(expanded, tuple(groups), tuple(weights), frozenset(ids), tuple(uncovered))
+_STEMMED_FRAME = frozenset(stem(w) for w in FRAME_WORDS)
 
 
 @dataclass(frozen=True)
 class QueryTerms:
     expanded: str  # the question plus corrected spellings and synonyms (for BM25)
-    groups: tuple[frozenset[str], ...]  # per topic word: the word and its alternatives
+    corrected: str  # the question with misspelled words replaced (for the embedding)
+    groups: tuple[frozenset[str], ...]  # per topic word: its stem and its alternatives' stems
     weights: tuple[float, ...]  # per topic word: how rare it is in the sources (idf)
-    ids: frozenset[str]  # codes typed (ct071, nct06333509)
+    ids: frozenset[str]  # codes typed (ct071, nct06333509, patient 2)
     uncovered: tuple[str, ...]  # topic words found nowhere in the sources
+
+
+@dataclass
+class Lexicon:
+    words: frozenset[str]  # raw lower-case words of the sources
+    idf: dict[str, float] = field(default_factory=dict)  # per stemmed token
+    _known: set[str] = field(default_factory=set)
+    _corrections: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> Lexicon:
+        texts = list(texts)
+        docs = [set(tokenize(text)) for text in texts]
+        df: dict[str, int] = {}
+        for tokens in docs:
+            for t in tokens:
+                df[t] = df.get(t, 0) + 1
+        n = max(1, len(docs))
+        words = frozenset(w for text in texts for w in _WORD.findall(text.lower()))
+        lex = cls(words, {t: math.log(1 + n / c) for t, c in df.items()})
+        lex._known = set(words) | set(STOPWORDS) | set(FRAME_WORDS) | set(SYNONYMS)
+        return lex
+
+    def correct(self, word: str) -> str | None:
+        """The known word a typo stands for (leukemya -> leukemia), or None."""
+        if word in self._known or word.isdigit():
+            return word
+        if word not in self._corrections:
+            match = None
+            if len(word) >= 3 and not any(ch.isdigit() for ch in word):
+                close = difflib.get_close_matches(word, self._known, n=1, cutoff=0.78)
+                match = close[0] if close else None
+            self._corrections[word] = match
+        return self._corrections[word]
+
+    def analyze(self, text: str) -> QueryTerms:
+        """Corrected spellings and synonyms for each topic word, and the words no source uses."""
+        ids = identifiers(text)
+        id_tokens = {t for code in ids for t in tokenize(code)}
+        extra: list[str] = []
+        corrected = text
+        groups: list[frozenset[str]] = []
+        weights: list[float] = []
+        uncovered: list[str] = []
+        for word in dict.fromkeys(_WORD.findall(text.lower())):
+            if word in STOPWORDS or (len(word) < 2 and not word.isdigit()):
+                continue
+            fixed = self.correct(word)
+            if fixed is None:
+                uncovered.append(word)
+                continue
+            if fixed != word:
+                corrected = re.sub(rf"\b{re.escape(word)}\b", fixed, corrected, flags=re.IGNORECASE)
+                extra.append(fixed)
+            synonyms = SYNONYMS.get(fixed, ())
+            extra.extend(synonyms)
+            token = stem(fixed)
+            if token in id_tokens or token in _STEMMED_FRAME or fixed in STOPWORDS:
+                continue
+            group = frozenset({token, *(t for s in synonyms for t in tokenize(s))})
+            groups.append(group)
+            weights.append(max((self.idf.get(a, 0.0) for a in group), default=0.0) or 1.0)
+        expanded = f"{corrected} {' '.join(extra)}" if extra else corrected
+        return QueryTerms(
+            expanded, corrected, tuple(groups), tuple(weights), frozenset(ids), tuple(uncovered)
+        )

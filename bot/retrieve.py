@@ -11,9 +11,11 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 import bm25s
 import numpy as np
+import snowballstemmer
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
@@ -99,6 +101,11 @@ STOPWORDS = _STOP = frozenset(
         "please",
         "much",
         "many",
+        "himself",
+        "herself",
+        "themselves",
+        "yourself",
+        "myself",
     ]
 )
 _IDENTIFIER = re.compile(
@@ -106,21 +113,31 @@ _IDENTIFIER = re.compile(
 )
 
 
+_STEMMER = snowballstemmer.stemmer("english")
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """Snowball stem, so treated/treating and infections/infection meet; codes stay as typed."""
+    return word if any(ch.isdigit() for ch in word) else _STEMMER.stemWord(word)
+
+
 def tokenize(text: str) -> list[str]:
-    """Lower-case word tokens without stop words; a light plural strip helps lay phrasing."""
-    out = []
-    for tok in _TOKEN.findall(text.lower()):
-        if tok in _STOP or (len(tok) < 2 and not tok.isdigit()):
-            continue
-        if len(tok) > 4 and tok.endswith("s") and not tok.endswith("ss") and not tok[-2].isdigit():
-            tok = tok[:-1]
-        out.append(tok)
-    return out
+    """Lower-case, stemmed word tokens without stop words."""
+    return [
+        stem(tok)
+        for tok in _TOKEN.findall(text.lower())
+        if tok not in _STOP and (len(tok) >= 2 or tok.isdigit())
+    ]
+
+
+_PATIENT = re.compile(r"\bpatient\s*#?\s*(\d+)\b", re.IGNORECASE)
 
 
 def identifiers(text: str) -> set[str]:
-    """Codes and acronyms a person typed (CT071, NCT06333509, NKG2A, sPCL, BCMA), lower-cased."""
-    found = set()
+    """Codes and acronyms a person typed (CT071, NCT06333509, NKG2A, sPCL, BCMA, patient 2),
+    lower-cased."""
+    found = {f"patient {n}" for n in _PATIENT.findall(text)}
     for m in _IDENTIFIER.finditer(text):
         tok = m.group(0).lower()
         if len(tok) >= 3 and tok not in _STOP:

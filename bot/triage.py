@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import re
 import unicodedata
 from dataclasses import dataclass
+
+import nh3
 
 INVALID = "invalid"
 EMERGENCY = "emergency"
@@ -39,19 +42,22 @@ SELF_HARM = _rx(
     r"\bsuicid",
     r"\bend(ing)?\s+(it\s+all|my\s+(own\s+)?life)\b",
     r"\btake\s+my\s+(own\s+)?life\b",
-    r"\b(want|wanna|going)\s+to\s+die\b",
+    r"\b(wants?|wanted|wanna|going|ready)\s+to\s+die\b",
     r"\bwanna\s+die\b",
     r"\bdon'?t\s+want\s+to\s+(live|be\s+alive|be\s+here|wake\s+up)\b",
     r"\b(hurt|harm|cut)(ting)?\s+(my|him|her)sel(f|ves)\b",
     r"\bself[-\s]?harm",
     r"\b(no\s+reason\s+to\s+live|better\s+off\s+dead|not\s+worth\s+living)\b",
     r"\boverdos(e|ing)\s+on\s+purpose\b",
+    r"\bhow\s+many\b.{0,40}\b(to\s+)?(overdose|kill\s+(me|myself)|die)\b",
+    r"\b(take|swallow)\s+all\s+(my|of\s+my|the)\s+(pills|meds|medication|tablets)\b",
+    r"\bnot\s+want\s+to\s+(live|be\s+alive)\b|\bgive\s+up\s+on\s+life\b",
 )
 
 SYMPTOM = _rx(
     r"\bfever(s|ish)?\b",
     r"\b(high|spiking)\s+temp(erature)?\b",
-    r"\btemp(erature)?\s+(of\s+)?(3[89]|10[0-5])",
+    r"\btemp(erature)?\s+(is\s+|of\s+|was\s+|at\s+|reads\s+|hit\s+)?(3[89]|4[0-2]|10[0-5])",
     r"\b(chills|rigors|shaking\s+chills)\b",
     r"\bconfus(ed|ion)\b",
     r"\bdisorient",
@@ -68,6 +74,9 @@ SYMPTOM = _rx(
     r"\bsevere\s+headache\b",
     r"\btremor|\bshaking\s+uncontrollabl",
 )
+
+# Self-harm words that are only a crisis when said about oneself or someone close.
+SELF_HARM_PERSONAL = _rx(r"\boverdos(e|ing)\b", r"\b(hurt|harm)\s+myself\b")
 
 PERSONAL = _rx(
     r"\b(i|i'm|im|i've|ive|i'd|me|my|mine|we|our|us)\b",
@@ -87,16 +96,18 @@ INJECTION = _rx(
     r"\b(reveal|show|print|repeat)\s+(me\s+)?(your|the)\s+(system\s+)?(prompt|instructions|rules)\b",
     r"\b(without|no|remove|drop|skip)\s+(the\s+|your\s+|any\s+)?disclaimers?\b",
     # A few other languages: "ignore the instructions" in Spanish, French, German, Italian, Portuguese.
+    r"忽略.{0,20}(指令|说明|规则|提示)|無視|無视",
     r"\bignor(a|e|ez|iere|ieren|ar)\b.{0,40}\b(instrucciones|instructions|anweisungen|istruzioni|instru[cç][oõ]es|regeln|reglas|r[eè]gles)\b",
 )
 
 MEDICAL_ADVICE_RX = _rx(
-    r"\bshould\s+(i|we|my|he|she|they|mom|dad)\b",
+    r"\b(should|shud|shuld|shoud|sould|shld)\s+(i|we|my|he|she|they|mom|dad)\b",
     r"\b(is|would|will)\b.{0,60}\b(better|best|right|safe|good|worth\s+it|a\s+good\s+idea)\s+for\s+(me|my|him|her|us|them)\b",
     r"\b(better|best|right|safer)\s+(option|choice|treatment)\s+for\s+(me|my|him|her|us)\b",
-    r"\bdos(e|es|age|ages|ing|is|ierung)\b|\bposologie\b|\bmg\b|\bmilligrams?\b|\bhow\s+(much|many)\s+(\w+\s+){0,3}(should|do|can|to)\s+(i|he|she|we)\s+take\b",
+    r"\bdos(e|es|age|ages|ing|is|ierung)\b|\bdoze\b|\bdoseage\b|\bposolog|\bmg\b|\bmilligrams?\b|剂量|用量|\b用药|\bhow\s+(much|many)\s+(\w+\s+){0,3}(should|do|can|to)\s+(i|he|she|we)\s+take\b",
     r"\b(stop|quit|start|skip|pause|switch|change|increase|decrease|reduce)\s+(taking\s+)?(my|his|her|our|the|this)\s+(\w+\s+){0,2}(treatment|medication|medicine|meds|drugs?|chemo|therapy|pills?|regimen|steroids?)\b",
     r"\b(stop|quit)\s+taking\b",
+    r"\bhow\s+much\s+(\w+\s+){0,3}(is|are|was|were|should\s+be)\s+(given|used|taken|prescribed|administered|infused)\b",
     r"\b(am\s+i|is\s+(my|he|she)\b.{0,30}|are\s+we)\s+(eligible|a\s+(good\s+)?candidate|qualified)\b",
     r"\b(do|would|could|will)\s+(i|we|he|she|my\s+\w+)\s+qualify\b",
     r"\b(can|could|may)\s+(i|we|my\s+\w+|he|she)\s+(join|enrol|enroll|sign\s+up|participate|get\s+into|be\s+in|get|take|have|receive|try)\b",
@@ -119,20 +130,44 @@ OFF_TOPIC = _rx(
     r"\btranslate\b",
 )
 
+CORE = _rx(
+    r"pcl|plasma|leuk|myelom|car-?\s?t\b|\bcart\b|\bct\s?0?596|\bct\s?0?71\b|\bnct\s?\d+|carsgen|bcma|gprc5d|nkg2a",
+    r"transplant|\bcrs\b|cytokine|\bmrd\b|\bscr\b|tocilizumab|lymphodeplet|kleutghen|healthtree|gvhd|graft",
+)
+
 DOMAIN = _rx(
     r"pcl|plasma|leuk|myelom|cancer|car-?\s?t\b|\bcart\b|\bcell|trial|stud(y|ies)|treat|therap|drug|medic",
     r"transplant|patient|doctor|disease|surviv|prognos|symptom|side\s+effect|\bcrs\b|bcma|gprc5d|nkg2a",
     r"\bct\s?0?596|\bct\s?0?71\b|\bnct\s?\d+|carsgen|\bfda\b|relaps|remission|\bmrd\b|\bscr\b|infusion|immun",
-    r"blood|marrow|chemo|author|article|kleutghen|healthtree|\bcure|\bcost|price|insurance|hospital|duke",
-    r"oncolog|hematolog|lymph|donor|graft|gvhd|eligib|enrol|criteria|phase|sponsor|durham|shanghai",
+    r"blood|marrow|chemo|author|writer|wrote|article|kleutghen|healthtree|\bcure|\bcost|price|insurance|hospital",
+    r"oncolog|hematolog|lymph|donor|graft|gvhd|eligib|enrol|criteria|phase|sponsor",
     r"\bnk\b|neutrop|thrombocyt|cytop|tocilizumab|proteasome|immunomod|cd38|antibod|\bind\b|off-the-shelf",
-    r"autolog|allogen|\ballo\b|\bauto\b|\bos\b|median|diagnos|health|\bdose|approved|fda|news|hope|outcome|result",
+    r"autolog|allogen|\ballo\b|\bauto\b|\bos\b|median|diagnos|health|\bdose|approved|outcome|result|infection",
+)
+
+# Other diseases: news about them is not this article's subject.
+OTHER_DISEASE = _rx(
+    r"alzheimer|dementia|parkinson|diabetes|covid|coronavirus|influenza|\bflu\b|asthma|arthritis|\bhiv\b|aids\b",
+    r"autism|migraine|obesity|heart\s+disease|stroke|hepatitis|measles|malaria|tuberculosis|psoriasis|eczema",
 )
 
 
+_MD_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+_MD_LINK = re.compile(r"\[([^\]]*)\]\((?:[^()]|\([^)]*\))*\)")
+_URL = re.compile(r"\b(?:https?|javascript|data|vbscript):\S+", re.IGNORECASE)
+_CODES = re.compile(r"\b(n?ct)[\s-]+(\d{3,8})\b", re.IGNORECASE)
+
+
 def clean(text: str) -> str:
+    """The words of a question: markup, links and images removed, codes rejoined (ct 0596)."""
     text = unicodedata.normalize("NFKC", text)
     text = _ZERO_WIDTH.sub("", text)
+    if "<" in text or "&" in text:
+        text = html.unescape(nh3.clean(text, tags=set()))
+    text = _MD_IMAGE.sub(" ", text)
+    text = _MD_LINK.sub(r"\1", text)
+    text = _URL.sub(" ", text)
+    text = _CODES.sub(lambda m: m.group(1).upper() + m.group(2), text)
     return re.sub(r"\s+", " ", text).strip()
 
 
@@ -170,8 +205,11 @@ def triage(question: str, max_chars: int) -> Triage:
     text = clean(question)
     if not text or not any(ch.isalnum() for ch in text):
         return Triage(INVALID, "empty", text)
-    probe = text + " " + _decoded_payloads(text)
+    # Safety patterns see the raw text too, so nothing hidden in markup escapes them.
+    probe = f"{text} {question} {_decoded_payloads(text)}"
     if SELF_HARM.search(probe):
+        return Triage(EMERGENCY, "self_harm", text)
+    if SELF_HARM_PERSONAL.search(probe) and PERSONAL.search(probe):
         return Triage(EMERGENCY, "self_harm", text)
     if SYMPTOM.search(probe) and PERSONAL.search(probe):
         return Triage(EMERGENCY, "symptoms", text)
@@ -179,7 +217,7 @@ def triage(question: str, max_chars: int) -> Triage:
         return Triage(MEDICAL_ADVICE, "injection_dose" if INJECTION.search(probe) else "personal", text)
     if INJECTION.search(probe):
         return Triage(OUT_OF_SCOPE, "injection", text)
-    if OFF_TOPIC.search(text) and not in_domain(text):
+    if (OFF_TOPIC.search(text) or OTHER_DISEASE.search(text)) and not CORE.search(text):
         return Triage(OUT_OF_SCOPE, "off_topic", text)
     return Triage(None, "", text)
 
