@@ -90,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
             from bot.embed import load_embeddings
             from bot.index import describe, open_index
 
-            handle = open_index(settings, load_embeddings(settings), rebuild=args.rebuild, progress=True)
+            # A maintainer asked for this build: report a failure (exit 2) instead of serving
+            # the last good index as the app does.
+            handle = open_index(
+                settings, load_embeddings(settings), rebuild=args.rebuild, progress=True, fallback=False
+            )
             print(describe(handle.manifest))
             return 0
 

@@ -206,7 +206,7 @@ def open_index(
             raise
         except BaseException as exc:  # noqa: BLE001 - Chroma's Rust core panics with a BaseException
             failure, fix = _describe_failure(exc), _fix_for(exc)
-            good = None
+            good = _last_good(settings, current) if fallback else None
             if good is None:
                 if isinstance(exc, CorpusError | IndexError_):
                     raise

@@ -24,6 +24,13 @@ _REFERENCE = re.compile(r"^Reference:\s*(https?://\S+)\s*$", re.MULTILINE)
 REQUIRED_FRONT_MATTER = ("source_id", "kind", "title", "url")
 
 
+def read_utf8(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CorpusError(path, "(encoding)", "is not UTF-8 text", "save the file as UTF-8") from None
+
+
 def split_front_matter(path: Path, text: str) -> tuple[dict, str]:
     match = _FRONT_MATTER.match(text)
     if not match:
@@ -31,7 +38,8 @@ def split_front_matter(path: Path, text: str) -> tuple[dict, str]:
     try:
         meta = yaml.safe_load(match.group(1)) or {}
     except yaml.YAMLError as exc:
-        raise CorpusError(path, "front matter", f"is not valid YAML: {exc}") from None
+        detail = " ".join(str(exc).split())  # PyYAML spreads its message over several lines
+        raise CorpusError(path, "front matter", f"is not valid YAML: {detail}") from None
     if not isinstance(meta, dict):
         raise CorpusError(path, "front matter", "is not a mapping of field: value")
     for key in REQUIRED_FRONT_MATTER:
@@ -60,7 +68,7 @@ def _base_metadata(meta: dict) -> dict:
 
 
 def load_article(path: Path) -> list[Document]:
-    meta, body = split_front_matter(path, path.read_text(encoding="utf-8"))
+    meta, body = split_front_matter(path, read_utf8(path))
     sections = markdown_sections(body)
     if not sections:
         raise CorpusError(path, "body", "has no '## ' sections with text", "is the article empty?")
@@ -77,7 +85,7 @@ def load_article(path: Path) -> list[Document]:
 
 
 def load_glossary(path: Path) -> list[Document]:
-    meta, body = split_front_matter(path, path.read_text(encoding="utf-8"))
+    meta, body = split_front_matter(path, read_utf8(path))
     docs = []
     for order, (term, text) in enumerate(markdown_sections(body)):
         ref = _REFERENCE.search(text)

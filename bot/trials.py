@@ -66,11 +66,58 @@ def validate_study(study: Any, path: Path | str, expected_id: str | None = None)
     title = _get(study, "protocolSection.identificationModule.briefTitle")
     if not isinstance(title, str) or not title.strip():
         raise CorpusError(path, "protocolSection.identificationModule.briefTitle", "is missing or empty")
-    for field in ("conditionsModule.conditions", "designModule.phases"):
-        value = _get(study, "protocolSection." + field)
-        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise CorpusError(path, "protocolSection." + field, "is not a list of strings")
+    for field, shape in _SHAPES.items():
+        _check_shape(study, path, field, shape)
     return nct_id
+
+
+# What `render_sections` reads, and the JSON type each must have when present.
+_SHAPES: dict[str, object] = {
+    "protocolSection.identificationModule.officialTitle": str,
+    "protocolSection.descriptionModule.briefSummary": str,
+    "protocolSection.conditionsModule.conditions": [str],
+    "protocolSection.designModule.phases": [str],
+    "protocolSection.designModule.studyType": str,
+    "protocolSection.designModule.designInfo.interventionModel": str,
+    "protocolSection.statusModule.overallStatus": str,
+    "protocolSection.armsInterventionsModule.interventions": [{"type": str, "name": str, "description": str}],
+    "protocolSection.armsInterventionsModule.armGroups": [{"label": str, "description": str}],
+    "protocolSection.eligibilityModule.eligibilityCriteria": str,
+    "protocolSection.eligibilityModule.minimumAge": str,
+    "protocolSection.eligibilityModule.sex": str,
+    "protocolSection.eligibilityModule.healthyVolunteers": bool,
+    "protocolSection.sponsorCollaboratorsModule.leadSponsor.name": str,
+    "protocolSection.contactsLocationsModule.locations": [{"facility": str, "city": str, "country": str}],
+    "snapshotInfo": {"note": str, "retrieved": str, "recordUrl": str, "relation": str},
+}
+_TYPE_NAMES = {str: "a string", bool: "true or false", list: "a list", dict: "an object"}
+
+
+def _check_shape(study: dict, path: Path | str, field: str, shape: object) -> None:
+    """Raise CorpusError naming `field` when it is present with another JSON type than `shape`."""
+    parent, _, key = field.rpartition(".")
+    node = _get(study, parent) if parent else study
+    if not isinstance(node, dict) or node.get(key) is None:
+        return
+    value = node[key]
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            raise CorpusError(path, field, "is not a list")
+        for i, item in enumerate(value):
+            _check_value(item, path, f"{field}[{i}]", shape[0])
+    else:
+        _check_value(value, path, field, shape)
+
+
+def _check_value(value: object, path: Path | str, field: str, shape: object) -> None:
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            raise CorpusError(path, field, "is not an object")
+        for key, kind in shape.items():
+            if value.get(key) is not None and not isinstance(value[key], kind):
+                raise CorpusError(path, f"{field}.{key}", f"is not {_TYPE_NAMES[kind]}")
+    elif not isinstance(value, shape):
+        raise CorpusError(path, field, f"is not {_TYPE_NAMES[shape]}")
 
 
 def render_sections(study: dict) -> list[tuple[str, str]]:
@@ -171,6 +218,8 @@ def render_sections(study: dict) -> list[tuple[str, str]]:
 def load_trial_documents(path: Path) -> list[Document]:
     try:
         study = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise CorpusError(path, "(encoding)", "is not UTF-8 text", "save the file as UTF-8") from None
     except json.JSONDecodeError as exc:
         raise CorpusError(
             path, "(JSON)", f"is not valid JSON: line {exc.lineno} column {exc.colno}"
