@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from bot.errors import CorpusError
 from bot.settings import ConfigError, Settings
 from evals import compare, configs, report, runner
 from evals.dataset import DEFAULT_DATASET, Corpus, DatasetError, load_dataset
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus = Corpus.load(settings.corpus_dir)
         dataset = load_dataset(args.dataset, corpus)
         gates = load_gates(args.gates)
-    except (ConfigError, DatasetError, GatesError, KeyError) as exc:
+    except (ConfigError, CorpusError, DatasetError, GatesError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.settings import Settings
+from bot.settings import ConfigError, Settings
 
 CONFIGS: dict[str, dict[str, object]] = {
     "default": {},
@@ -39,7 +39,7 @@ ABLATIONS = (
 
 def settings_for(name: str, base: Settings | None = None) -> Settings:
     if name not in CONFIGS:
-        raise KeyError(f"unknown config {name!r}; choose one of: {', '.join(CONFIGS)}")
+        raise ConfigError(f"unknown config {name!r}; choose one of: {', '.join(CONFIGS)}")
     base = base or Settings.from_env()
     s = base.with_overrides(**CONFIGS[name])
     if (s.chunk_tokens, s.chunk_overlap_tokens) != (base.chunk_tokens, base.chunk_overlap_tokens):
