@@ -141,10 +141,15 @@ def passage_html(c: Citation) -> str:
     return "".join(parts)
 
 
-def _source_label(url: str) -> str:
-    host = urlparse(url).hostname or ""
-    host = host.removeprefix("www.")
-    return f"Open the original on {host}" if host else "Open the original"
+def _source_label(c: Citation) -> str:
+    """Say what the link opens: the article, the trial record, or a glossary entry's reference."""
+    host = (urlparse(c.url).hostname or "").removeprefix("www.")
+    where = f" on {host}" if host else ""
+    if c.kind == "trial":
+        return f"See the trial record{where}"
+    if c.kind == "glossary":
+        return f"Reference for this glossary entry{where}"
+    return f"Read the original{where}"
 
 
 def source_html(c: Citation) -> str:
@@ -153,7 +158,7 @@ def source_html(c: Citation) -> str:
         head += f' <span class="pcl-section">— section “{html.escape(c.section)}”</span>'
     link = ""
     if urlparse(c.url).scheme in ("https", "http"):
-        link = f'<p class="pcl-link">{_link(c.url, _source_label(c.url))} <span class="pcl-new-tab">(opens a new tab)</span></p>'
+        link = f'<p class="pcl-link">{_link(c.url, _source_label(c))} <span class="pcl-new-tab">(opens a new tab)</span></p>'
     return (
         f'<li class="pcl-source"><p class="pcl-source-head">{head}</p>'
         f'<blockquote class="pcl-passage">{passage_html(c)}</blockquote>{link}</li>'

@@ -90,6 +90,13 @@ class ChatCallbacks:
         )
         yield gr.skip(), chat, exchanges, gr.skip()
 
+    def respond_example(
+        self, chat: list[dict] | None, exchanges: list[Exchange] | None, picked: gr.SelectData
+    ) -> Iterator[tuple[Any, list[dict], list[Exchange], str]]:
+        """An example tapped in the empty chat: ask it like a typed question."""
+        value = picked.value if isinstance(picked.value, dict) else {}
+        yield from self.respond(str(value.get("text", "")), chat, exchanges)
+
     def rate(self, exchanges: list[Exchange] | None, data: gr.LikeData) -> str:
         """Thumbs up/down on an answer -> one line in the feedback log."""
         index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
@@ -167,7 +174,9 @@ def build(companion: Companion) -> gr.Blocks:
             latex_delimiters=[],
             buttons=[],  # a copy button would copy our HTML, not the text
             feedback_options=("Like", "Dislike"),
-            placeholder="Ask a question below, or tap one of the examples.",
+            show_label=False,
+            placeholder="**Ask about relapsed plasma cell leukemia, CT0596 or CT071.** Type below, or tap an example:",
+            examples=[{"text": q} for q in EXAMPLES],
             group_consecutive_messages=False,
             layout="panel",
         )
@@ -183,16 +192,12 @@ def build(companion: Companion) -> gr.Blocks:
             )
             send = gr.Button("Send", variant="primary", scale=1, min_width=88, elem_id="pcl-send")
         status = gr.HTML(_status(""), elem_id="pcl-status", padding=False)
-        gr.HTML('<h2 class="pcl-examples-title">Try asking</h2>', padding=False)
-        with gr.Column(elem_id="pcl-examples"):
-            example_buttons = [gr.Button(q, size="md", elem_classes="pcl-example") for q in EXAMPLES]
         new_chat = gr.Button("New chat", variant="secondary", elem_id="pcl-new-chat")
 
         outputs = [question, chatbot, exchanges, status]
         question.submit(cb.respond, [question, chatbot, exchanges], outputs, **chat_events)
         send.click(cb.respond, [question, chatbot, exchanges], outputs, **chat_events)
-        for button in example_buttons:
-            button.click(cb.respond, [button, chatbot, exchanges], outputs, **chat_events)
+        chatbot.example_select(cb.respond_example, [chatbot, exchanges], outputs, **chat_events)
         chatbot.like(cb.rate, [exchanges], [status], api_visibility="private", show_progress="hidden")
         new_chat.click(_new_chat, None, outputs, queue=False, api_visibility="private")
         # The chat's own bin icon empties the bubbles; forget the turns too, or follow-ups and
@@ -279,14 +284,16 @@ CSS = """
 .pcl-banner { margin: 0; padding: 0.6rem 0.8rem; border-left: 4px solid #1d4ed8;
   background: #eff6ff; color: #1e3a8a; border-radius: 6px; }
 .pcl-privacy { color: var(--body-text-color-subdued); margin: 0; }
+.pcl-banner, .pcl-privacy, .pcl-subtitle, #pcl-chat .prose, #pcl-question textarea { font-size: 1rem !important; }
 .pcl-status { color: var(--body-text-color); font-weight: 600; margin: 0; }
 .pcl-status:empty { display: none; }
-.pcl-examples-title { font-size: 1.05rem; margin: 0.25rem 0 0; }
-#pcl-examples { gap: 0.5rem; }
-.pcl-example { justify-content: flex-start !important; text-align: left !important;
-  white-space: normal !important; font-weight: 500 !important; }
-button, .pcl-example, #pcl-send, #pcl-new-chat, #pcl-question textarea { min-height: 44px; }
-#pcl-chat button { min-width: 44px; min-height: 44px; color: #374151; }
+button, #pcl-send, #pcl-new-chat, #pcl-question textarea { min-height: 44px; }
+#pcl-chat .placeholder { padding: 0.75rem 0.75rem 0; }
+#pcl-chat .placeholder p, #pcl-chat button.example, #pcl-chat button.example * {
+  font-size: 1rem !important; color: #1f2937 !important; }
+#pcl-chat .message-buttons button, #pcl-chat .message-buttons button * { color: #374151 !important; }
+#pcl-chat button.example { border-color: #64748b !important; }
+#pcl-chat button { min-width: 44px; min-height: 44px; color: #374151 !important; }
 .pcl-reply p { margin: 0 0 0.6rem; }
 .pcl-reply ul { margin: 0 0 0.6rem 1.2rem; }
 .pcl-cite { color: var(--link-text-color); font-weight: 700; white-space: nowrap; }

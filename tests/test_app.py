@@ -205,6 +205,7 @@ def test_cited_sentence_is_highlighted_inside_its_passage_with_section_and_link(
     assert mark and mark.group(1).startswith("Cited sentence with")
     assert out.index("Intro") < out.index("<mark>") < out.index("Tail.")
     assert "Section &amp; more" in out
+    assert "Read the original on healthtree.org" in out
     assert 'href="https://healthtree.org/myeloma/community/articles/25-allo-car-t-for-pcl"' in out
     assert 'rel="noopener noreferrer"' in out
     assert '<details class="pcl-sources"><summary>Sources (1)' in out
@@ -215,7 +216,7 @@ def test_cited_sentence_is_highlighted_inside_its_passage_with_section_and_link(
 def test_a_source_link_that_is_not_web_is_dropped() -> None:
     out = render.reply_html(_reply(url="javascript:alert(1)"))
     _assert_inert(out)
-    assert "Open the original" not in out
+    assert "Read the original" not in out
 
 
 def test_markers_without_a_citation_stay_plain_text() -> None:

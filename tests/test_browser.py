@@ -18,6 +18,7 @@ import httpx
 import pytest
 from app_fixtures import ARTIFACTS, AppServer, app_server, record_timing
 
+from bot import ui
 from bot.feedback import FeedbackLog
 from bot.settings import Settings
 
@@ -142,10 +143,9 @@ def _fits_width(page) -> bool:
 
 @pytest.mark.parametrize("size", ["phone", "desktop"])
 def test_answer_shows_citation_sources_and_disclaimer_without_sideways_scroll(
-    size: str, request: pytest.FixtureRequest, server: AppServer
+    size: str, request: pytest.FixtureRequest
 ) -> None:
     page = request.getfixturevalue(size)
-    record_timing("cold_start_to_ready_s", server.cold_start_s)
     timings = _ask(page, "What is CT0596?")
     for name, value in timings.items():
         record_timing(f"{size}_submit_to_{name}", value)
@@ -223,15 +223,20 @@ def test_follow_up_question_uses_the_conversation(phone, server: AppServer) -> N
     assert "CT071" not in text.split("Sources:")[0]
 
 
-def test_new_chat_forgets_the_conversation(phone) -> None:
-    phone.get_by_role("button", name="What is CT0596?").click()  # an example question
+def test_examples_greet_a_first_visit_and_new_chat_forgets_the_conversation(phone) -> None:
+    examples = phone.locator("#pcl-chat button.example")
+    assert [examples.nth(i).inner_text() for i in range(examples.count())] == list(ui.EXAMPLES)
+    phone.get_by_role("button", name="Select example 2: What is CT0596?").click()
     phone.wait_for_function(
         "() => document.querySelectorAll('#pcl-chat .pcl-disclaimer').length === 1", timeout=ANSWER_TIMEOUT_MS
     )
+    assert phone.locator("#pcl-chat .pcl-user").first.inner_text() == "What is CT0596?"
     assert "CT0596" in _last_reply(phone).inner_text()
+    assert examples.count() == 0  # examples make way for the conversation
     _ask(phone, "Tell me about CT071")
     phone.get_by_role("button", name="New chat").click()
     phone.wait_for_function("() => document.querySelectorAll('#pcl-chat .pcl-reply').length === 0")
+    assert examples.count() == len(ui.EXAMPLES)
     _ask(phone, "Who can enroll in it?")  # with the old history this would be about CT071
     assert "CT071" not in _last_reply(phone).inner_text().split("Sources (")[0]
 
