@@ -21,6 +21,7 @@ from bot.triage import looks_planted
 _ANAPHOR = re.compile(r"^(This|These|That|Those|It|Its|They|Their|Both|Such|To address this|Still|However)\b")
 _FIRST_PERSON = re.compile(r"\b(I|I'm|I've|me|my|My|we|We|us|our|Our)\b")
 _NEAR_DUPLICATE = 0.85
+_ID_WEIGHT = 3.0  # a typed code weighs like a rare word
 # What kind of answer a question wants: a sentence without one cannot answer it.
 _WANTS_NUMBER = re.compile(r"^\s*how\s+(many|much)\b", re.IGNORECASE)
 _HAS_NUMBER = re.compile(
@@ -93,24 +94,13 @@ def score_units(
             if unit.label or looks_planted(unit.text) or (wanted and not wanted(unit.text)):
                 continue
             u_tokens = set(tokenize(unit.text)) | section_tokens
-            lexical = (
-                sum(w for g, w in zip(terms.groups, terms.weights, strict=True) if g & u_tokens) / total
-                if total
-                else 0.0
-            )
             text = unit.text.lower()
-            id_match = sum(1 for t in terms.ids if t in text) / len(terms.ids) if terms.ids else 0.0
+            held = sum(w for g, w in zip(terms.groups, terms.weights, strict=True) if g & u_tokens)
+            ids_held = sum(1 for t in terms.ids if t in text)
+            # Coverage counts codes too: "patient 1" or "NCT05838131" is what the question is about.
+            coverage = (held + ids_held * _ID_WEIGHT) / (total + len(terms.ids) * _ID_WEIGHT) if (total or terms.ids) else 0.0
             defines = 0.1 if term and re.match(re.escape(term) + r"\b[^.]{0,40}?\b(is|are)\b", text) else 0.0
-            score = (
-                0.6 * float(sims[j])
-                + 0.15 * hit.dense
-                + 0.25 * lexical
-                + 0.15 * id_match
-                + defines
-                + prior
-                - 0.01 * hit.rank
-            )
-            coverage = lexical if terms.groups else id_match
+            score = 0.45 * float(sims[j]) + 0.1 * hit.dense + 0.5 * coverage + defines + prior - 0.005 * hit.rank
             out.append(Candidate(hit, j, unit, score, vecs[j], coverage, float(sims[j])))
     return out
 

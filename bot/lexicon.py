@@ -43,6 +43,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "eligible": ("eligibility", "criteria", "included"),
     "begin": ("start",),
     "side": ("developed",),
+    "effect": ("developed",),
+    "effects": ("developed",),
     "sick": ("developed", "crs", "infection"),
     "reaction": ("developed",),
     "cure": ("response", "result"),

@@ -205,14 +205,14 @@ class HybridSearch:
         for ranking in (dense, lexical):
             for rank, (cid, _) in enumerate(ranking):
                 fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.rrf_k + rank + 1)
-        # An exact code the person typed outranks any paraphrase match; codes found in most
-        # chunks (PCL) do not discriminate and are left to BM25.
-        common = max(2, len(self.docs) // 4)
+        # A rare exact code the person typed (in a handful of passages) lifts those passages;
+        # codes found in many passages (PCL, CT0596) are left to BM25, which weighs them by rarity.
+        common = 3
         for code in identifiers(query):
             holders = self._postings.get(code, ())
             if len(holders) <= common:
                 for cid in holders:
-                    fused[cid] = fused.get(cid, 0.0) + 2.0 / (self.rrf_k + 1)
+                    fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.rrf_k + 1)
         dense_sim = dict(dense)
         lex_score = dict(lexical)
         ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]

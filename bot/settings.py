@@ -84,8 +84,8 @@ class Settings:
     chunk_overlap_tokens: int = 0
     # Retrieval.
     retrieval_mode: str = "hybrid"  # hybrid | dense | bm25
-    top_k: int = 4
-    candidate_k: int = 12
+    top_k: int = 10
+    candidate_k: int = 16
     rrf_k: int = 60
     # Answer composition.
     max_sentences: int = 3

@@ -125,7 +125,6 @@ def render_sections(study: dict) -> list[tuple[str, str]]:
     p = study["protocolSection"]
     ident = p["identificationModule"]
     nct = ident["nctId"]
-    name = f"{nct} ({ident['briefTitle'].strip()})"
     sections: list[tuple[str, str]] = []
 
     overview = [f'{nct} is the ClinicalTrials.gov record titled "{ident["briefTitle"].strip()}".']
@@ -138,7 +137,7 @@ def render_sections(study: dict) -> list[tuple[str, str]]:
 
     conditions = _get(p, "conditionsModule.conditions") or []
     if conditions:
-        sections.append(("Conditions", f"The conditions studied in {name} are: {'; '.join(conditions)}."))
+        sections.append(("Conditions", f"The conditions studied in {nct} are: {'; '.join(conditions)}."))
 
     interventions = _get(p, "armsInterventionsModule.interventions") or []
     lines = []
@@ -174,7 +173,7 @@ def render_sections(study: dict) -> list[tuple[str, str]]:
     elig = _get(p, "eligibilityModule") or {}
     elig_lines = []
     if elig.get("eligibilityCriteria"):
-        elig_lines.append(f"Eligibility criteria for {name}:")
+        elig_lines.append(f"Eligibility criteria for {nct}:")
         elig_lines.append(elig["eligibilityCriteria"].strip())
     who = []
     if elig.get("minimumAge"):
