@@ -67,8 +67,8 @@ def split_paragraphs(text: str) -> list[list[Unit]]:
             continue
         if len(units) == 1 and not units[0].list_item and _is_label(units[0].text):
             units = [Unit(units[0].text, label=True)]
-        if paragraphs and all(u.label for u in paragraphs[-1]):
-            paragraphs[-1].extend(units)  # a label stays with what it labels
+        if paragraphs and (all(u.label for u in paragraphs[-1]) or paragraphs[-1][-1].text.endswith(":")):
+            paragraphs[-1].extend(units)  # a label or a lead-in ("Inclusion Criteria:") stays with what follows
         else:
             paragraphs.append(units)
     return paragraphs
@@ -102,7 +102,9 @@ def pack(paragraphs: list[list[Unit]], max_tokens: int, overlap_tokens: int) -> 
     """Greedy packing that breaks between paragraphs where it can, between sentences where it
     must, and never inside a unit (a unit longer than the limit becomes its own chunk).
 
-    Keeping paragraphs whole keeps "This product ..." next to the sentence that names it.
+    Keeping paragraphs whole keeps "This product ..." next to the sentence that names it. A list
+    with its lead-in (eligibility criteria) is kept whole up to twice the budget: a criterion
+    quoted without the list it belongs to would mislead.
     """
     chunks: list[list[Unit]] = []
     current: list[Unit] = []
@@ -125,6 +127,10 @@ def pack(paragraphs: list[list[Unit]], max_tokens: int, overlap_tokens: int) -> 
         para_size = sum(count_tokens(u.text) for u in para)
         if current and size + para_size > max_tokens and size > 0:
             close()
+        if any(u.list_item for u in para) and para_size <= 2 * max_tokens:
+            current.extend(para)
+            size += para_size
+            continue
         for unit in para:
             n = count_tokens(unit.text)
             if current and size + n > max_tokens:

@@ -5,11 +5,13 @@ rename of the CURRENT pointer.
 
 Server (`CHROMA_HOST` set): the same idea with collections on `chromadb.HttpClient`. Each build
 writes its own pair `<name>__b<stamp>` and `<name>__b<stamp>__sentences`; the empty collection
-`<name>__current` is the pointer, and its metadata (build name + manifest) is replaced in one
-request when a build is complete. Chroma cannot rename over an existing collection, so a
-pointer is what keeps the switch atomic: replicas never see a missing or half-built index, two
-replicas building at once never delete each other's work, and the previous build is kept so a
-replica still holding it keeps answering until it is restarted.
+`<name>__current` is the pointer. Its metadata names the newest build and, per index
+fingerprint, the build made for it; it is replaced in one request when a build is complete.
+Chroma cannot rename over an existing collection, so a pointer is what keeps the switch atomic:
+replicas never see a missing or half-built index, and two replicas building at once never
+delete each other's work. Keying builds by fingerprint lets replicas of two app versions (a
+rolling deploy) each open their own build instead of rebuilding the shared index back and
+forth; the builds of the last few fingerprints, and the one each replaced, are kept.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ from bot.settings import Settings
 SENTENCES_SUFFIX = "__sentences"
 POINTER_SUFFIX = "__current"  # server mode: empty collection whose metadata names the live build
 BUILD_MARK = "__b"  # server mode: <collection>__b<stamp>-<pid>-<n>[__sentences]
+_FP_KEY = "fp."  # server mode: pointer metadata key prefix, fingerprint -> its build
 _ABANDONED_SECONDS = 6 * 3600  # a staged server build older than this is a crashed one
+_KEEP_FINGERPRINTS = 3  # server builds kept: the newest one per fingerprint, for this many
+_GRACE_SECONDS = 600  # an unreferenced complete build younger than this may be a racing commit's
 _COSINE = {"hnsw": {"space": "cosine"}}
 
 
@@ -117,7 +122,10 @@ def open_local(settings: Settings, folder: Path) -> tuple[ChromaStore, dict]:
 
 
 def open_server(settings: Settings) -> tuple[ChromaStore, dict]:
-    """The build the server's pointer names, checked against its manifest."""
+    """The build made for this corpus and code (its fingerprint) if the server has one, else the
+    newest build (which the caller then finds stale); each checked against its manifest."""
+    from bot.index import fingerprint  # bot.index imports this module
+
     client = _server_client(settings)
     url = _server_url(settings)
     try:
@@ -126,10 +134,11 @@ def open_server(settings: Settings) -> tuple[ChromaStore, dict]:
         raise IndexError_(f"No index on the Chroma server at {url} yet") from None
     try:
         meta = pointer.metadata or {}
-        build = meta["build"]
-        manifest = json.loads(meta["manifest"])
+        entry = meta.get(_FP_KEY + fingerprint(settings))
+        build = json.loads(entry)["build"] if entry else meta["build"]
         chunks = _get(client, build)
         sentences = _get(client, build + SENTENCES_SUFFIX)
+        manifest = json.loads((chunks.metadata or {})["manifest"])
         if chunks.count() != manifest.get("chunks") or sentences.count() != manifest.get("sentences"):
             raise ValueError("collection sizes do not match the manifest")
     except Exception as exc:
@@ -258,29 +267,41 @@ class _ServerBuild:
 
     def commit(self, manifest: dict) -> None:
         client = self.store.client
-        done = {"state": "complete", "manifest": json.dumps(manifest)}
+        done = {"state": "complete", "completed": time.time(), "manifest": json.dumps(manifest)}
         self.store.chunks.modify(metadata=done)
         self.store.sentences.modify(metadata=done)
         pointer = client.get_or_create_collection(
             self.settings.collection + POINTER_SUFFIX, embedding_function=None
         )
-        previous = (pointer.metadata or {}).get("build", "")
+        old = dict(pointer.metadata or {})
+        key = _FP_KEY + manifest["fingerprint"]
+        replaced = json.loads(old[key])["build"] if key in old else ""
+        entries = {k: json.loads(v) for k, v in old.items() if k.startswith(_FP_KEY)}
+        entries[key] = {"build": self.build, "at": time.time(), "replaced": replaced}
+        newest = sorted(entries, key=lambda k: -entries[k]["at"])[:_KEEP_FINGERPRINTS]
+        meta = {"build": self.build, "manifest": json.dumps(manifest)}
+        meta |= {k: json.dumps(entries[k]) for k in newest}
         # The one step that makes the build live: replicas opening the index now get this one.
-        pointer.modify(metadata={"build": self.build, "manifest": json.dumps(manifest)})
-        self._collect_garbage(client, keep={self.build, previous})
+        pointer.modify(metadata=meta)
+        keep = {entries[k][field] for k in newest for field in ("build", "replaced")}
+        self._collect_garbage(client, keep)
 
     def _collect_garbage(self, client, keep: set[str]) -> None:
-        """Drop older complete builds, and staged ones abandoned by a crashed builder."""
+        """Drop builds no fingerprint refers to any more, and staged ones a crashed builder left."""
         prefix = self.settings.collection + BUILD_MARK
-        stale_after = time.time() - _ABANDONED_SECONDS
+        now = time.time()
         for col in client.list_collections():
             if not col.name.startswith(prefix):
                 continue
             build = col.name.removesuffix(SENTENCES_SUFFIX)
             meta = col.metadata or {}
-            finished = meta.get("state") == "complete"
-            if build in keep or not (finished or float(meta.get("started", 0)) < stale_after):
-                continue  # in use, or another replica is building it right now
+            if meta.get("state") == "complete":
+                # Young unreferenced builds may belong to a commit racing this one: kept a while.
+                drop = float(meta.get("completed", 0)) < now - _GRACE_SECONDS
+            else:
+                drop = float(meta.get("started", 0)) < now - _ABANDONED_SECONDS
+            if build in keep or not drop:
+                continue
             with contextlib.suppress(Exception):
                 client.delete_collection(col.name)
 

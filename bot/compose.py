@@ -83,7 +83,11 @@ def score_units(
         if vecs is None or len(vecs) != len(units):
             continue
         sims = vecs @ qvec
-        section_tokens = set(tokenize(hit.chunk.metadata.get("section", "")))
+        md = hit.chunk.metadata
+        # What a passage is about: its section title, its labels ("Paul Kleutghen"), its source.
+        labels = " ".join(u.text for u in units if u.label)
+        section_tokens = set(tokenize(f"{md.get('section', '')} {labels}"))
+        context = f"{md.get('section', '')} {labels} {md.get('source_id', '')}".lower()
         prior = 0.05 if hit.chunk.metadata.get("kind") == "article" else 0.0
         # A section named for what was asked ("About the author") vouches for all its sentences.
         total = sum(terms.weights)
@@ -96,7 +100,7 @@ def score_units(
             u_tokens = set(tokenize(unit.text)) | section_tokens
             text = unit.text.lower()
             held = sum(w for g, w in zip(terms.groups, terms.weights, strict=True) if g & u_tokens)
-            ids_held = sum(1 for t in terms.ids if t in text)
+            ids_held = sum(1 for t in terms.ids if t in text or t in context)
             # Coverage counts codes too: "patient 1" or "NCT05838131" is what the question is about.
             coverage = (held + ids_held * _ID_WEIGHT) / (total + len(terms.ids) * _ID_WEIGHT) if (total or terms.ids) else 0.0
             defines = 0.1 if term and re.match(re.escape(term) + r"\b[^.]{0,40}?\b(is|are)\b", text) else 0.0

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from bot.retrieve import STOPWORDS, identifiers, stem, tokenize
 
 _WORD = re.compile(r"[a-z0-9]+")
+_COMMON_CODE = 0.25  # a code in more than this share of passages is an ordinary word
 
 # Lay words -> words the sources use. Used for word overlap and BM25 only; never shown.
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -98,6 +99,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "humans": ("human",),
     "tested": ("tested", "trial", "study"),
     "mean": ("means",),
+    "treated": ("treatment", "treat"),
+    "treat": ("treatment", "treat"),
 }
 
 # Words that frame a question without naming its topic.
@@ -308,6 +311,8 @@ class QueryTerms:
 class Lexicon:
     words: frozenset[str]  # raw lower-case words of the sources
     idf: dict[str, float] = field(default_factory=dict)  # per stemmed token
+    df: dict[str, int] = field(default_factory=dict)  # passages holding each stemmed token
+    passages: int = 1
     _known: set[str] = field(default_factory=set)
     _corrections: dict[str, str | None] = field(default_factory=dict)
 
@@ -321,7 +326,7 @@ class Lexicon:
                 df[t] = df.get(t, 0) + 1
         n = max(1, len(docs))
         words = frozenset(w for text in texts for w in _WORD.findall(text.lower()))
-        lex = cls(words, {t: math.log(1 + n / c) for t, c in df.items()})
+        lex = cls(words, {t: math.log(1 + n / c) for t, c in df.items()}, df, n)
         lex._known = set(words) | set(STOPWORDS) | set(FRAME_WORDS) | set(SYNONYMS)
         return lex
 
@@ -339,7 +344,8 @@ class Lexicon:
 
     def analyze(self, text: str) -> QueryTerms:
         """Corrected spellings and synonyms for each topic word, and the words no source uses."""
-        ids = identifiers(text)
+        # A code found in many passages (PCL) is an ordinary topic word, not a pointer.
+        ids = {code for code in identifiers(text) if self.df.get(code, 0) <= self.passages * _COMMON_CODE}
         id_tokens = {t for code in ids for t in tokenize(code)}
         extra: list[str] = []
         corrected = text
