@@ -53,17 +53,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Configuration error: {exc}", file=sys.stderr)
         return 2
 
-    from bot.engine import Companion  # heavy imports after the settings are known to be usable
-    from bot.ui import build, launch_options
-
+    # Say something at once: the imports below (torch, Chroma, Gradio) take seconds on their own.
     print("Loading the embedding model and the local index (the first start builds it)…", flush=True)
     started = time.perf_counter()
+    from bot.engine import Companion
+    from bot.ui import build, launch_options
+
     try:
         companion = Companion(settings, progress=True)
     except (CorpusError, IndexError_, ConfigError) as exc:
         print(f"Cannot start: {exc}", file=sys.stderr)
         return 1
-    print(f"Engine ready in {time.perf_counter() - started:.1f} s.", flush=True)
+    print(f"Engine ready in {time.perf_counter() - started:.1f} s. Starting the web page…", flush=True)
 
     demo = build(companion)
     demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.max_queue)

@@ -23,12 +23,13 @@ from bot.feedback import FeedbackError, FeedbackLog
 log = logging.getLogger(__name__)
 
 TITLE = "PCL companion"
+# Questions the sources answer well, for a first visit (checked against the engine's replies).
 EXAMPLES = (
     "What is plasma cell leukemia?",
     "What is CT0596?",
     "Can PCL patients join the CT071 trial?",
-    "What happened to the first two patients treated with CT0596?",
-    "What is the survival rate for PCL?",
+    "What side effects did the first two patients have?",
+    "What is off-the-shelf CAR-T?",
 )
 # Pause between streamed sentences: long enough to read as a stream, short enough not to stall.
 STREAM_PAUSE_S = 0.06
@@ -290,10 +291,10 @@ CSS = """
 button, #pcl-send, #pcl-new-chat, #pcl-question textarea { min-height: 44px; }
 #pcl-chat .placeholder { padding: 0.75rem 0.75rem 0; }
 #pcl-chat .placeholder p, #pcl-chat button.example, #pcl-chat button.example * {
-  font-size: 1rem !important; color: #1f2937 !important; }
-#pcl-chat .message-buttons button, #pcl-chat .message-buttons button * { color: #374151 !important; }
+  font-size: 1rem !important; color: var(--body-text-color) !important; }
+#pcl-chat .message-buttons button, #pcl-chat .message-buttons button * { color: var(--body-text-color) !important; }
 #pcl-chat button.example { border-color: #64748b !important; }
-#pcl-chat button { min-width: 44px; min-height: 44px; color: #374151 !important; }
+#pcl-chat button { min-width: 44px; min-height: 44px; }
 .pcl-reply p { margin: 0 0 0.6rem; }
 .pcl-reply ul { margin: 0 0 0.6rem 1.2rem; }
 .pcl-cite { color: var(--link-text-color); font-weight: 700; white-space: nowrap; }
@@ -322,6 +323,17 @@ button, #pcl-send, #pcl-new-chat, #pcl-question textarea { min-height: 44px; }
 .pcl-new-tab { color: #374151; }
 .pcl-disclaimer { color: var(--body-text-color-subdued); margin: 0.5rem 0 0 !important;
   padding-top: 0.4rem; border-top: 1px solid var(--border-color-primary); }
+/* Boxes with their own light background keep dark text in the browser's dark mode too. */
+.pcl-banner, .pcl-banner * { color: #1e3a8a !important; }
+.pcl-banner strong { color: #111827 !important; }
+.pcl-emergency, .pcl-emergency * { color: #450a0a !important; }
+.pcl-emergency .pcl-alert-label, .pcl-emergency .pcl-alert-label * { color: #991b1b !important; }
+.pcl-sources, .pcl-sources * { color: #1f2937 !important; }
+.pcl-sources summary { color: #1e3a8a !important; }
+.pcl-sources .pcl-hint, .pcl-sources .pcl-section, .pcl-sources .pcl-new-tab { color: #374151 !important; }
+.pcl-sources .pcl-cite, .pcl-sources a, .pcl-sources a * { color: #1d4ed8 !important; }
+.pcl-sources .pcl-passage { background: #ffffff !important; }
+.pcl-sources mark, .pcl-sources mark * { background: #fde68a !important; color: #111827 !important; }
 .pcl-reply, .pcl-user, .pcl-passage { overflow-wrap: anywhere; }
 @media (max-width: 640px) {
   #pcl-chat .message-row { padding-left: 4px !important; padding-right: 4px !important; }

@@ -54,6 +54,12 @@ def test_emergency_question_gets_emergency_guidance(client: Client) -> None:
     assert DISCLAIMER in text
 
 
+@pytest.mark.parametrize("question", ui.EXAMPLES)
+def test_every_example_question_gets_a_cited_answer(client: Client, question: str) -> None:
+    text = client.predict(question, api_name="/chat")
+    assert "[1]" in text.split("Sources:")[0], f"the example {question!r} is not answered: {text[:200]}"
+
+
 def test_chat_is_the_only_public_endpoint(client: Client) -> None:
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(endpoints) == {"/chat"}

@@ -8,6 +8,7 @@ Screenshots and the measured timings land in test-artifacts/ for a maintainer to
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 from app_fixtures import ARTIFACTS, AppServer, app_server, record_timing
+from gradio_client import Client
 
 from bot import ui
 from bot.feedback import FeedbackLog
@@ -212,18 +214,36 @@ def test_rating_an_answer_in_the_page_lands_in_the_log(phone, server: AppServer)
     assert log.read()[-1]["rating"] == "down"
 
 
+def _answer_words(text: str) -> str:
+    """An answer's words without Markdown or layout, to compare the page with the API."""
+    text = re.sub(r"(^|\n)\s*- ", r"\1", text.replace("**", ""))
+    return " ".join(text.split())
+
+
+def _page_answer(page) -> str:
+    return _answer_words(
+        _last_reply(page).evaluate(
+            "e => [...e.children].filter((c) => !c.matches('.pcl-sources, .pcl-disclaimer'))"
+            ".map((c) => c.innerText).join(' ')"
+        )
+    )
+
+
+def _api_answer(server: AppServer, question: str) -> str:
+    """The same question asked on its own, with no conversation before it."""
+    text = Client(server.url, verbose=False).predict(question, api_name="/chat")
+    return _answer_words(text.removesuffix(DISCLAIMER).split("\n\nSources:\n")[0])
+
+
 def test_follow_up_question_uses_the_conversation(phone, server: AppServer) -> None:
-    _ask(phone, "Tell me about CT071")
-    _ask(phone, "Who can enroll in it?")
-    follow_up = _last_reply(phone).inner_text()
-    assert "CT071" in follow_up
-    # Asked on its own, the same words do not lead to CT071: the page passed the history.
-    alone = httpx.post(server.url + "gradio_api/call/chat", json={"data": ["Who can enroll in it?"]}).json()
-    text = httpx.get(f"{server.url}gradio_api/call/chat/{alone['event_id']}", timeout=60).text
-    assert "CT071" not in text.split("Sources:")[0]
+    _ask(phone, "What happened to patient 1?")
+    _ask(phone, "What about the second one?")
+    follow_up = _page_answer(phone)
+    assert "Patient 2" in follow_up
+    assert follow_up != _api_answer(server, "What about the second one?")  # the history made the difference
 
 
-def test_examples_greet_a_first_visit_and_new_chat_forgets_the_conversation(phone) -> None:
+def test_examples_greet_a_first_visit_and_new_chat_forgets_the_conversation(phone, server: AppServer) -> None:
     examples = phone.locator("#pcl-chat button.example")
     assert [examples.nth(i).inner_text() for i in range(examples.count())] == list(ui.EXAMPLES)
     phone.get_by_role("button", name="Select example 2: What is CT0596?").click()
@@ -231,14 +251,22 @@ def test_examples_greet_a_first_visit_and_new_chat_forgets_the_conversation(phon
         "() => document.querySelectorAll('#pcl-chat .pcl-disclaimer').length === 1", timeout=ANSWER_TIMEOUT_MS
     )
     assert phone.locator("#pcl-chat .pcl-user").first.inner_text() == "What is CT0596?"
-    assert "CT0596" in _last_reply(phone).inner_text()
+    assert _page_answer(phone) == _api_answer(server, "What is CT0596?")
     assert examples.count() == 0  # examples make way for the conversation
-    _ask(phone, "Tell me about CT071")
+
+    alone = _api_answer(server, "What about the second one?")
+    _ask(phone, "What happened to patient 1?")
     phone.get_by_role("button", name="New chat").click()
     phone.wait_for_function("() => document.querySelectorAll('#pcl-chat .pcl-reply').length === 0")
     assert examples.count() == len(ui.EXAMPLES)
-    _ask(phone, "Who can enroll in it?")  # with the old history this would be about CT071
-    assert "CT071" not in _last_reply(phone).inner_text().split("Sources (")[0]
+    _ask(phone, "What about the second one?")
+    assert _page_answer(phone) == alone  # as if asked first: the old history is gone
+
+    _ask(phone, "What happened to patient 1?")  # the chat's own bin icon forgets the history too
+    phone.locator("#pcl-chat").get_by_role("button", name="Clear", exact=True).click()
+    phone.wait_for_function("() => document.querySelectorAll('#pcl-chat .pcl-reply').length === 0")
+    _ask(phone, "What about the second one?")
+    assert _page_answer(phone) == alone
 
 
 def test_typed_html_and_markdown_are_shown_as_text(phone) -> None:
@@ -284,6 +312,34 @@ def test_phone_page_is_readable_and_easy_to_tap(phone) -> None:
         ratio = _contrast(phone, selector)
         assert ratio >= 4.5, f"{selector} contrast {ratio:.2f} < 4.5"
     assert _fits_width(phone)
+
+
+def test_text_keeps_its_contrast_in_dark_mode(browser, server: AppServer) -> None:
+    context = browser.new_context(viewport=PHONE, color_scheme="dark")
+    page = context.new_page()
+    try:
+        page.goto(server.url)
+        page.get_by_label("Your question").wait_for()
+        assert _contrast(page, "#pcl-chat button.example") >= 4.5
+        _ask(page, "I have chest pain")
+        _ask(page, "What is CT0596?")
+        _last_reply(page).locator(".pcl-sources summary").click()
+        for selector in (
+            ".pcl-banner",
+            ".pcl-banner strong",
+            ".pcl-reply p",
+            ".pcl-emergency strong",
+            ".pcl-sources summary",
+            ".pcl-source-head strong",
+            ".pcl-passage",
+            ".pcl-passage mark",
+            ".pcl-link a",
+            ".pcl-disclaimer",
+        ):
+            ratio = _contrast(page, selector)
+            assert ratio >= 4.5, f"dark mode: {selector} contrast {ratio:.2f} < 4.5"
+    finally:
+        context.close()
 
 
 CONTRAST = """
