@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from reliability_fixtures import (
+    adopt,
     assert_reply_is_safe,
     clone_index,
     companion_for,
@@ -153,7 +154,8 @@ IDS = [c[0] for c in CASES]
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory):
+def template(companion, tmp_path_factory):
+    adopt(companion)  # one model per test session
     root = tmp_path_factory.mktemp("corpus-template")
     corpus = small_corpus(root / "corpus")
     open_index(settings_for(corpus, root / "index"), shared_embeddings(), progress=False)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from reliability_fixtures import (
     add_glossary_entry,
+    adopt,
     assert_reply_is_safe,
     clone_index,
     companion_for,
@@ -41,8 +42,9 @@ QUESTION = "What is plasma cell leukemia?"
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory):
+def template(companion, tmp_path_factory):
     """A small corpus and its built index, copied by each test (built once per module)."""
+    adopt(companion)  # one model per test session
     root = tmp_path_factory.mktemp("index-template")
     corpus = small_corpus(root / "corpus")
     settings = settings_for(corpus, root / "index")
