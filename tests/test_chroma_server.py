@@ -19,8 +19,7 @@ import chromadb
 import httpx
 import pytest
 
-from bot.client import POINTER_SUFFIX, SENTENCES_SUFFIX, chroma_settings
-from bot.embed import load_embeddings
+from bot.client import POINTER_SUFFIX, SENTENCES_SUFFIX, chroma_settings, open_store
 from bot.engine import Companion
 from bot.errors import IndexError_
 from bot.index import open_index
@@ -77,11 +76,22 @@ def chroma_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server_settings(chroma_server, tmp_path_factory) -> Settings:
+def small_corpus(tmp_path_factory) -> Path:
+    """The article and the linked trial record: every answer below, at a third of the build cost."""
+    corpus = tmp_path_factory.mktemp("corpus")
+    (corpus / "trials").mkdir()
+    shutil.copy(REPO_ROOT / "corpus" / "article.md", corpus)
+    shutil.copy(REPO_ROOT / "corpus" / "trials" / "NCT06333509.json", corpus / "trials")
+    return corpus
+
+
+@pytest.fixture(scope="module")
+def server_settings(chroma_server, small_corpus, tmp_path_factory) -> Settings:
     return Settings().with_overrides(
         chroma_host="127.0.0.1",
         chroma_port=chroma_server,
         collection=COLLECTION,
+        corpus_dir=small_corpus,
         index_dir=tmp_path_factory.mktemp("replica-a-index"),  # only ever holds a lock file
     )
 
@@ -92,8 +102,8 @@ def companion(server_settings) -> Companion:
 
 
 @pytest.fixture(scope="module")
-def embeddings():
-    return load_embeddings(Settings())
+def embeddings(companion):
+    return companion.embeddings  # the model loads once for the module
 
 
 def _raw_client(port: int):
@@ -138,21 +148,14 @@ def test_second_replica_with_no_local_state_reuses_the_server_index(companion, s
     assert replica.ask(question).answer == companion.ask(question).answer
 
 
-def test_stale_index_is_rebuilt_and_the_previous_build_keeps_serving(
-    server_settings, embeddings, tmp_path, chroma_server
+def test_stale_index_is_rebuilt_and_replicas_of_each_version_keep_their_own_build(
+    companion, server_settings, embeddings, tmp_path
 ):
-    # A small corpus (the article and one trial record) keeps the three builds quick.
-    corpus = tmp_path / "corpus"
-    (corpus / "trials").mkdir(parents=True)
-    shutil.copy(REPO_ROOT / "corpus" / "article.md", corpus)
-    shutil.copy(REPO_ROOT / "corpus" / "trials" / "NCT06333509.json", corpus / "trials")
-    settings = server_settings.with_overrides(
-        collection="pcl_stale", corpus_dir=corpus, index_dir=tmp_path / "lock"
-    )
-    original = open_index(settings, embeddings, progress=False)
+    settings = server_settings.with_overrides(index_dir=tmp_path / "lock")
+    original = companion.index
     changed_corpus = tmp_path / "changed"
-    shutil.copytree(corpus, changed_corpus)
-    study = json.loads((corpus / "trials" / "NCT06333509.json").read_text(encoding="utf-8"))
+    shutil.copytree(settings.corpus_dir, changed_corpus)
+    study = json.loads((changed_corpus / "trials" / "NCT06333509.json").read_text(encoding="utf-8"))
     ident = study["protocolSection"]["identificationModule"]
     ident["nctId"], ident["briefTitle"] = "NCT09999991", "Test record for the rebuild check"
     (changed_corpus / "trials" / "NCT09999991.json").write_text(json.dumps(study), encoding="utf-8")
@@ -164,21 +167,44 @@ def test_stale_index_is_rebuilt_and_the_previous_build_keeps_serving(
     assert fresh.store.location != original.store.location
     assert "NCT09999991" in fresh.manifest["sources"]
     assert fresh.chunks.count() > original.manifest["chunks"]
-    # A replica still holding the previous build keeps answering from it until it restarts.
+    # A replica still holding the previous build keeps answering from it.
     assert original.chunks.count() == original.manifest["chunks"]
     # Opening again with the same corpus finds the new build fresh: no second rebuild.
     assert open_index(changed, embeddings, progress=False).store.location == fresh.store.location
+    # A replica of the other version (original corpus) reopens its own build instead of
+    # rebuilding the shared index back: no rebuild war during a rolling deploy.
+    assert open_index(settings, embeddings, progress=False).store.location == original.store.location
 
-    # A replica with the original corpus sees that index as stale and rebuilds it back; only the
-    # live build and the one before it are kept.
-    back = open_index(settings, embeddings, progress=False)
 
-    assert back.manifest["fingerprint"] == original.manifest["fingerprint"]
+def _tiny_build(settings: Settings, fingerprint: str) -> str:
+    """A complete two-record build through the real build path (no model needed); its name."""
+    with open_store(settings) as builder:
+        for collection in (builder.store.chunks, builder.store.sentences):
+            collection.add(ids=["a", "b"], embeddings=[[1.0, 0.0], [0.0, 1.0]], documents=["a", "b"])
+        builder.commit({"fingerprint": fingerprint, "chunks": 2, "sentences": 2})
+    return builder.build
+
+
+def test_server_keeps_newest_build_per_fingerprint_and_the_one_it_replaced(
+    server_settings, chroma_server, monkeypatch
+):
+    monkeypatch.setattr("bot.client._GRACE_SECONDS", 0)
+    settings = server_settings.with_overrides(collection="pcl_gc")
+    v1_first = _tiny_build(settings, "v1")
+    v1_second = _tiny_build(settings, "v1")  # a rebuild of the same version
+    v2, v3 = _tiny_build(settings, "v2"), _tiny_build(settings, "v3")
+    v1_third = _tiny_build(settings, "v1")  # replaces v1_second, so v1_first can go
+
     names = {c.name for c in _raw_client(chroma_server).list_collections()}
-    builds = {n.removesuffix(SENTENCES_SUFFIX) for n in names if n.startswith("pcl_stale__b")}
-    assert builds == {back.store.location.rsplit("/", 1)[1], fresh.store.location.rsplit("/", 1)[1]}
-    with pytest.raises(Exception):  # noqa: B017 - the oldest build is gone, whatever Chroma calls that
-        original.chunks.count()
+    builds = {n.removesuffix(SENTENCES_SUFFIX) for n in names if n.startswith("pcl_gc__b")}
+    assert builds == {v1_third, v1_second, v2, v3}
+    assert v1_first not in builds
+
+    v4 = _tiny_build(settings, "v4")  # only the three newest fingerprints are kept: v2 goes
+
+    names = {c.name for c in _raw_client(chroma_server).list_collections()}
+    builds = {n.removesuffix(SENTENCES_SUFFIX) for n in names if n.startswith("pcl_gc__b")}
+    assert builds == {v4, v1_third, v1_second, v3}
 
 
 def test_unreachable_server_error_says_what_to_do(tmp_path):
