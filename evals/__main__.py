@@ -132,7 +132,10 @@ def run_ablations(dataset, corpus, base: Settings, cases, primary: runner.Run, p
 
 def print_summary(run, overall, gate_results, out_dir: Path, seconds: float, ablations) -> None:
     print(f"\nConfig {run.config}: {configs.describe(run.settings)}")
-    print(f"{overall['n']} cases in {seconds:.1f} s (startup {run.startup_seconds:.1f} s)\n")
+    print(
+        f"{overall['n']} cases: startup {run.startup_seconds:.1f} s, run {run.seconds:.1f} s"
+        f"{f', {seconds:.1f} s in all with ablations' if ablations else ''}\n"
+    )
     for key, value in overall.items():
         print(f"  {key:<24}{report.fmt(value, key):>10}")
     print("\nGates:")
