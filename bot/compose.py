@@ -76,6 +76,8 @@ def score_units(
     wanted = _answer_filter(question)
     definition = _DEFINITION.match(question)
     term = definition.group(1).lower() if definition else ""
+    if not term and len(question.split()) <= 2 and len(terms.ids) == 1:
+        term = next(iter(terms.ids))  # "ct0596?" asks what CT0596 is
     out = []
     for hit in hits:
         units = units_of(hit.chunk)
@@ -98,6 +100,8 @@ def score_units(
             if unit.label or looks_planted(unit.text) or (wanted and not wanted(unit.text)):
                 continue
             u_tokens = set(tokenize(unit.text)) | section_tokens
+            if md.get("kind") == "article" and _FIRST_PERSON.search(unit.text):
+                u_tokens.add("author")  # the author's own words answer "what does the author think"
             text = unit.text.lower()
             held = sum(w for g, w in zip(terms.groups, terms.weights, strict=True) if g & u_tokens)
             ids_held = sum(1 for t in terms.ids if t in text or t in context)
@@ -191,10 +195,11 @@ def compose(
     max_sentences: int,
     min_coverage: float = 0.0,
     sure_similarity: float = 1.0,
+    margin: float = 0.15,
 ) -> Composition:
     candidates = score_units(terms, qvec, hits, vectors, question)
     chosen = select(
-        candidates, min_evidence, max_sentences, min_coverage=min_coverage, sure_similarity=sure_similarity
+        candidates, min_evidence, max_sentences, margin=margin, min_coverage=min_coverage, sure_similarity=sure_similarity
     )
     if not chosen:
         best = max((c.score for c in candidates), default=0.0)

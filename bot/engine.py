@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 
 from bot import messages
-from bot.compose import Composition, compose
+from bot.compose import compose
 from bot.embed import embed_query, load_embeddings
 from bot.followup import resolve
 from bot.index import open_index
@@ -102,10 +102,8 @@ class Companion:
             s.max_sentences,
             s.min_coverage,
             s.sure_similarity,
+            s.sentence_margin,
         )
-        if terms.uncovered and composed.evidence < s.strong_evidence:
-            # The question names something no source mentions: any sentence we quote would dodge it.
-            composed = Composition("", (), composed.evidence)
         timings["compose"] = _ms(t)
         retrieved = tuple(
             Retrieved(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from bot.retrieve import STOPWORDS, identifiers, stem, tokenize
 
 _WORD = re.compile(r"[a-z0-9]+")
+_ABOUT_THE_ARTICLE = re.compile(r"\b(article|post|page|summar\w*|gist|main\s+points?)\b", re.IGNORECASE)
 _COMMON_CODE = 0.25  # a code in more than this share of passages is an ordinary word
 
 # Lay words -> words the sources use. Used for word overlap and BM25 only; never shown.
@@ -99,6 +100,15 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "humans": ("human",),
     "tested": ("tested", "trial", "study"),
     "mean": ("means",),
+    "enter": ("included", "eligibility", "criteria"),
+    "participate": ("included", "eligibility", "criteria"),
+    "part": ("included", "eligibility", "criteria"),
+    "women": ("sex", "sexes"),
+    "woman": ("sex", "sexes"),
+    "men": ("sex", "sexes"),
+    "female": ("sex", "sexes"),
+    "male": ("sex", "sexes"),
+    "gender": ("sex", "sexes"),
     "treated": ("treatment", "treat"),
     "treat": ("treatment", "treat"),
 }
@@ -357,7 +367,11 @@ class Lexicon:
                 continue
             fixed = self.correct(word)
             if fixed is None:
+                # Asked about, found nowhere: it weighs like the rarest word and is never held,
+                # so "How much does CT0596 cost?" is not answered with any sentence on CT0596.
                 uncovered.append(word)
+                groups.append(frozenset({f"\0{word}"}))
+                weights.append(math.log(1 + self.passages))
                 continue
             if fixed != word:
                 corrected = re.sub(rf"\b{re.escape(word)}\b", fixed, corrected, flags=re.IGNORECASE)
@@ -370,6 +384,10 @@ class Lexicon:
             group = frozenset({token, *(t for s in synonyms for t in tokenize(s))})
             groups.append(group)
             weights.append(max((self.idf.get(a, 0.0) for a in group), default=0.0) or 1.0)
+        if not groups and not ids and _ABOUT_THE_ARTICLE.search(text):
+            # "What is this article about?" is answered by the article's own introduction.
+            groups.append(frozenset({"articl", "introduct"}))
+            weights.append(1.0)
         expanded = f"{corrected} {' '.join(extra)}" if extra else corrected
         return QueryTerms(
             expanded, corrected, tuple(groups), tuple(weights), frozenset(ids), tuple(uncovered)

@@ -90,7 +90,7 @@ class Settings:
     # Answer composition.
     max_sentences: int = 3
     min_evidence: float = 0.38
-    strong_evidence: float = 0.95  # above this, a word the sources never use does not veto an answer
+    sentence_margin: float = 0.15  # sentences scoring this far below the best are left out
     min_coverage: float = 0.5  # the leading sentence holds at least this share of the topic words...
     sure_similarity: float = 0.7  # ...unless its meaning is this close to the question
     resolve_followups: bool = True
@@ -126,7 +126,7 @@ class Settings:
             rrf_k=_int(env, "PCL_RRF_K", d.rrf_k, 1, 1000),
             max_sentences=_int(env, "PCL_MAX_SENTENCES", d.max_sentences, 1, 10),
             min_evidence=_float(env, "PCL_MIN_EVIDENCE", d.min_evidence, 0.0, 2.0),
-            strong_evidence=_float(env, "PCL_STRONG_EVIDENCE", d.strong_evidence, 0.0, 2.0),
+            sentence_margin=_float(env, "PCL_SENTENCE_MARGIN", d.sentence_margin, 0.0, 1.0),
             min_coverage=_float(env, "PCL_MIN_COVERAGE", d.min_coverage, 0.0, 1.0),
             sure_similarity=_float(env, "PCL_SURE_SIMILARITY", d.sure_similarity, 0.0, 1.0),
             resolve_followups=_bool(env, "PCL_RESOLVE_FOLLOWUPS", d.resolve_followups),
