@@ -187,7 +187,10 @@ def _decoded_payloads(text: str) -> str:
 
 
 def has_control_chars(text: str) -> bool:
-    return any(unicodedata.category(ch) == "Cc" and ch not in "\n\r\t" for ch in text)
+    # Lone surrogates (Cs) are not text either: the tokenizer and the HTML sanitizer raise on them.
+    return any(
+        (cat := unicodedata.category(ch)) == "Cs" or (cat == "Cc" and ch not in "\n\r\t") for ch in text
+    )
 
 
 def in_domain(text: str) -> bool:
