@@ -253,6 +253,7 @@ JS_ON_LOAD = """
   new MutationObserver(tidy).observe(document.body, {
     subtree: true, childList: true, attributes: true, attributeFilter: ["aria-label"],
   });
+  document.documentElement.dataset.pclReady = "1";  // the app is wired up (tests wait for it)
 }
 """
 

@@ -84,7 +84,8 @@ def app_server() -> AppServer:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not os.environ.get("PCL_KEEP_APP_LOG"):
+            shutil.rmtree(workdir, ignore_errors=True)
 
     atexit.register(stop)
     deadline = started + START_TIMEOUT_S

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,11 @@ import httpx
 import pytest
 from app_fixtures import ARTIFACTS, AppServer, app_server, record_timing
 from gradio_client import Client
+
+try:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+except ImportError:  # _chromium_or_skip reports it
+    PlaywrightTimeout = TimeoutError
 
 from bot import ui
 from bot.feedback import FeedbackLog
@@ -111,7 +117,7 @@ def _page(browser, server: AppServer, viewport: dict) -> Iterator[object]:
     page.requested = []  # every URL the page asks for, to prove it stays on this machine
     page.on("request", lambda r: page.requested.append(r.url))
     page.goto(server.url)
-    page.get_by_label("Your question").wait_for()
+    page.wait_for_selector("html[data-pcl-ready]")  # events bound: a question typed now is sent
     yield page
     context.close()
 
@@ -125,9 +131,18 @@ def _ask(page, question: str, via: str = "enter") -> dict:
         box.press("Enter")
     else:
         page.get_by_role("button", name="Send").click()
-    page.wait_for_function(
-        "() => window.__pcl_t && window.__pcl_t.full !== undefined", timeout=ANSWER_TIMEOUT_MS
-    )
+    try:
+        page.wait_for_function(
+            "() => window.__pcl_t && window.__pcl_t.full !== undefined", timeout=ANSWER_TIMEOUT_MS
+        )
+    except PlaywrightTimeout:
+        slug = re.sub(r"\W+", "-", question)[:40]
+        shot = ARTIFACTS / f"failed-{slug}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        pytest.fail(
+            f"no whole answer to {question!r} within {ANSWER_TIMEOUT_MS / 1000:.0f} s; the box holds "
+            f"{box.input_value()!r}; the chat ends {page.locator('#pcl-chat').inner_text()[-300:]!r}; see {shot}"
+        )
     t = page.evaluate("window.__pcl_t")
     return {
         "first_text_s": (t["first"] - t["submit"]) / 1000,
@@ -319,7 +334,7 @@ def test_text_keeps_its_contrast_in_dark_mode(browser, server: AppServer) -> Non
     page = context.new_page()
     try:
         page.goto(server.url)
-        page.get_by_label("Your question").wait_for()
+        page.wait_for_selector("html[data-pcl-ready]")
         assert _contrast(page, "#pcl-chat button.example") >= 4.5
         _ask(page, "I have chest pain")
         _ask(page, "What is CT0596?")
@@ -393,3 +408,13 @@ def test_busy_server_says_so_in_the_page(phone, server: AppServer) -> None:
         stop.set()
         for w in workers:
             w.join(timeout=60)
+
+
+def test_missing_browser_skips_locally_but_fails_on_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="install Debian's chromium"):
+        _chromium_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="cannot run on CI"):
+        _chromium_or_skip()
