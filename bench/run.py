@@ -23,7 +23,7 @@ from bench.measure import MachineLoad, machine
 from bot.settings import REPO_ROOT, Settings
 
 RESULTS = REPO_ROOT / "bench" / "results"
-BUILD_LIMIT_S = 15 * 60  # a growth build expected to take longer runs only with --full
+BUILD_LIMIT_MIN = 15  # a growth build expected to take longer runs only with --full
 
 
 def _say(msg: str) -> None:
@@ -78,7 +78,7 @@ def cold_start(runs: int, out_dir: Path) -> dict:
 
 
 def growth(
-    scales: list[int], real_chunks: int, out_dir: Path, work: Path, full: bool, quick: bool
+    scales: list[int], real_chunks: int, out_dir: Path, work: Path, limit_min: float | None, quick: bool
 ) -> list[dict]:
     """Build time, warm query latency and memory at growing corpus sizes."""
     from bench.synth import build_corpus
@@ -92,9 +92,9 @@ def growth(
             last = rows[-1]
             est = last["build"]["build_s"] * target / last["build"]["chunks"]
             row["estimated_build_s"] = round(est)
-            if est > BUILD_LIMIT_S and not full:
+            if limit_min is not None and est > limit_min * 60:
                 row["skipped"] = (
-                    f"estimated build {est / 60:.0f} min (> {BUILD_LIMIT_S // 60} min at the measured "
+                    f"estimated build {est / 60:.0f} min (> {limit_min:g} min at the measured "
                     f"{rate:.0f} texts/s); run `python -m bench --full` to measure it"
                 )
                 _say(f"growth {scale}x: skipped, {row['skipped']}")
@@ -139,27 +139,40 @@ def _built_at(index: Path) -> str:
     return json.loads((index / current / "manifest.json").read_text())["built_at"]
 
 
-def http(levels: list[int], seconds: float, out_dir: Path) -> dict:
+def http(levels: list[int], seconds: float, out_dir: Path, compare_threads: bool) -> dict:
+    """The app as shipped; with compare_threads also a second copy with one torch thread
+    (OMP_NUM_THREADS=1), loaded level by level right after the first under the same conditions."""
     from bench.http import App, load
     from bench.questions import answer_questions, load_questions
 
     questions = answer_questions(load_questions()[0])
-    app = App(out_dir / "app.log")
+    apps = {"default": App(out_dir / "app.log")}
     _say("http: starting python app.py")
     try:
-        started = app.start()
+        started = apps["default"].start()
         _say(f"http: ready in {started['start_to_ready_s']} s")
+        if compare_threads:
+            apps["1 thread"] = App(out_dir / "app-1thread.log", env={"OMP_NUM_THREADS": "1"})
+            apps["1 thread"].start()
         runs = []
-        for clients in levels:
-            _say(f"http: {clients} client(s) for {seconds:.0f} s")
-            runs.append(load(app.url, clients, seconds, questions, app.proc.pid))
-            _say(
-                f"http: {clients} client(s): {runs[-1]['requests_per_s']} req/s, "
-                f"p95 {runs[-1]['latency_ms'].get('p95')} ms, outcomes {runs[-1]['outcomes']}"
-            )
-        return {"start": started, "levels": runs, "memory_mb": app.memory()}
+        plan = [("gradio", 1)] + [("rest", n) for n in levels]
+        for client, clients in plan:
+            for variant, app in apps.items():
+                if client == "gradio" and variant != "default":
+                    continue
+                _say(f"http: {clients} {client} client(s), app {variant}, for {seconds:.0f} s")
+                run = load(app.url, clients, seconds, questions, app.proc.pid, client=client)
+                run["app"] = variant
+                runs.append(run)
+                _say(
+                    f"http: {run['requests_per_s']} req/s, p50 {run['latency_ms'].get('p50')} ms, "
+                    f"p95 {run['latency_ms'].get('p95')} ms, outcomes {run['outcomes']}"
+                )
+        memory = {variant: app.memory() for variant, app in apps.items()}
+        return {"start": started, "levels": runs, "memory_mb": memory["default"], "memory_by_app_mb": memory}
     finally:
-        app.stop()
+        for app in apps.values():
+            app.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +187,18 @@ def main(argv: list[str] | None = None) -> int:
         help="run only these phases (the report shows what ran)",
     )
     p.add_argument("--http-seconds", type=float, help="seconds per HTTP level (default 20, quick 8)")
+    p.add_argument(
+        "--scales",
+        type=int,
+        nargs="+",
+        help="growth sizes as multiples of the real corpus (default 1 10 100 1000)",
+    )
+    p.add_argument(
+        "--max-build-minutes",
+        type=float,
+        default=BUILD_LIMIT_MIN,
+        help=f"skip a growth size whose estimated build is longer (default {BUILD_LIMIT_MIN}; --full: no limit)",
+    )
     p.add_argument("--no-report", action="store_true", help="write the JSON only, not BENCHMARKS.md")
     args = p.parse_args(argv)
     phases = set(args.only or ("api", "cold", "growth", "http"))
@@ -201,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         if "api" in phases:
             _say("api: warm latency over the eval questions (ours, embed floor, LangChain baseline)")
-            extra = ["--rounds", "1", "--limit", "80"] if args.quick else ["--rounds", "3"]
+            extra = ["--rounds", "1", "--every", "4"] if args.quick else ["--rounds", "3"]
             results["api"] = worker("api", out_dir, *extra)
             r = results["api"]["retrieval"]
             _say(
@@ -213,14 +238,13 @@ def main(argv: list[str] | None = None) -> int:
             results["cold"] = cold_start(1 if args.quick else 3, out_dir)
             _say(f"cold: {results['cold']['cli_ask_s']} s")
         if "growth" in phases:
-            scales = [1, 10] if args.quick else [1, 10, 100, 1000]
-            results["growth"] = growth(
-                scales, manifest["chunks"], out_dir, work, full=args.full, quick=args.quick
-            )
+            scales = args.scales or ([1, 10] if args.quick else [1, 10, 100, 1000])
+            limit = None if args.full else args.max_build_minutes
+            results["growth"] = growth(scales, manifest["chunks"], out_dir, work, limit, quick=args.quick)
         if "http" in phases:
             if (REPO_ROOT / "app.py").exists():
                 seconds = args.http_seconds or (8.0 if args.quick else 20.0)
-                results["http"] = http([1, 8, 32], seconds, out_dir)
+                results["http"] = http([1, 8, 32], seconds, out_dir, compare_threads=not args.quick)
             else:
                 results["http"] = {"skipped": "app.py does not exist yet"}
     finally:
