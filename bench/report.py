@@ -381,6 +381,27 @@ def render(res: dict, json_path: Path | None = None) -> str:
     elif http.get("skipped"):
         out += ["## HTTP", "", f"Not measured: {http['skipped']}.", ""]
 
+    so = res.get("scaleout")
+    if so:
+        rr = so["round_robin"]
+        out += [
+            "## Scale-out check",
+            "",
+            "`python -m bench.scaleout`: one `chroma run` server and two `python app.py` replicas "
+            "(`CHROMA_HOST`/`CHROMA_PORT` set, each with its own empty `PCL_INDEX_DIR`), all on 127.0.0.1.",
+            "",
+            f"- Chroma server start to heartbeat: {so['chroma_start_s']} s; `python -m bot index` into it: "
+            f"{so['build_into_server_s']} s.",
+            f"- Replica a ready in {so['replica_a_start']['start_to_ready_s']} s, replica b in "
+            f"{so['replica_b_start']['start_to_ready_s']} s; replicas rebuilt the index: "
+            f"{so['replicas_rebuilt_the_index']}{' (' + so['rebuild_reason'] + ')' if so.get('rebuild_reason') else ''}; "
+            f"local index files on the replicas: {so['local_index_files'] or 'none'}.",
+            f"- Same answer from both replicas: {so['same_answers']} questions.",
+            f"- Round robin per request over the two replicas: {rr['answered']} answered in {rr['seconds']} s.",
+            f"- One request split across replicas (POST to a, event stream from b): "
+            f"{'answered' if so['split_request_answered'] else 'failed'} (`{so['split_request']['outcome'][:120]}`).",
+            "",
+        ]
     if FINDINGS.exists():
         out += [FINDINGS.read_text(encoding="utf-8").strip(), ""]
     return "\n".join(out)

@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--only",
         nargs="+",
-        choices=("api", "cold", "growth", "http"),
+        choices=("api", "cold", "growth", "http", "scaleout"),
         help="run only these phases (the report shows what ran)",
     )
     p.add_argument("--http-seconds", type=float, help="seconds per HTTP level (default 20, quick 8)")
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-report", action="store_true", help="write the JSON only, not BENCHMARKS.md")
     args = p.parse_args(argv)
-    phases = set(args.only or ("api", "cold", "growth", "http"))
+    phases = set(args.only or ("api", "cold", "growth", "http", "scaleout"))
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -247,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
                 results["http"] = http([1, 8, 32], seconds, out_dir, compare_threads=not args.quick)
             else:
                 results["http"] = {"skipped": "app.py does not exist yet"}
+        if "scaleout" in phases:
+            from bench.scaleout import run as scaleout
+
+            _say("scaleout: chroma run + 2 app replicas")
+            results["scaleout"] = scaleout(out_dir)
+            _say(f"scaleout: {results['scaleout']}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
         results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -58,9 +58,11 @@ class ChromaServer:
                 raise RuntimeError(f"chroma run did not answer; see {self.log_path}")
             time.sleep(0.1)
 
-    def live_build(self, collection: str) -> str:
+    def live_build(self, collection: str) -> tuple[str, str]:
+        """(newest build, its fingerprint) as the pointer names them."""
         client = chromadb.HttpClient(host="127.0.0.1", port=self.port, settings=chroma_settings())
-        return client.get_collection(collection + POINTER_SUFFIX).metadata["build"]
+        meta = client.get_collection(collection + POINTER_SUFFIX).metadata
+        return meta["build"], json.loads(meta["manifest"])["fingerprint"]
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -99,7 +101,14 @@ def run(out_dir: Path) -> dict:
             app = App(out_dir / f"replica-{name}.log", env=env)
             apps.append(app)
             result[f"replica_{name}_start"] = app.start()
-        result["rebuilt_by_a_replica"] = server.live_build(collection) != build
+        after = server.live_build(collection)
+        result["replicas_rebuilt_the_index"] = after[0] != build[0]
+        if after[0] != build[0]:
+            result["rebuild_reason"] = (
+                "the fingerprint changed (corpus or chunking code edited during the run)"
+                if after[1] != build[1]
+                else "UNEXPECTED: same fingerprint, yet rebuilt"
+            )
         result["local_index_files"] = sorted(
             str(p.relative_to(work))
             for name in ("a", "b")
