@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from bot.triage import has_control_chars
+
 _NUM = {"one": "1", "first": "1", "1st": "1", "two": "2", "second": "2", "2nd": "2"}
 _ENTITY = re.compile(
     r"\b(?:NCT\d{8}|CT0?596|CT0?71|patient\s*(?:#\s*)?(?:1|2|one|two)|pPCL|sPCL|BCMA|GPRC5D|NKG2A|CRS|MRD|"
@@ -66,9 +68,17 @@ def _ordinal_target(word: str, previous: str) -> str | None:
 
 def resolve(question: str, history: Sequence[dict] | None) -> str:
     """The question with what it refers to made explicit; unchanged when it stands alone."""
-    if not history:
+    if not history or not isinstance(history, list | tuple):
         return question
-    previous_questions = [t.get("content", "") for t in history if t.get("role") == "user"][-3:]
+    # Only well-formed user turns count: API callers can send anything as history.
+    previous_questions = [
+        t["content"]
+        for t in history
+        if isinstance(t, dict)
+        and t.get("role") == "user"
+        and isinstance(t.get("content"), str)
+        and not has_control_chars(t["content"])
+    ][-3:]
     if not previous_questions:
         return question
     prev_q = previous_questions[-1]

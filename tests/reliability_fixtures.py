@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
 import bot  # noqa: F401  (offline defaults before any other library import)
@@ -129,15 +130,26 @@ def adopt(companion) -> RememberingEmbeddings:
 
 @contextlib.contextmanager
 def reusing_model() -> Iterator[None]:
-    """Let `Companion(...)` reuse the already loaded model instead of loading it again."""
+    """Let `Companion(...)` and the CLI reuse the already loaded model instead of loading it again."""
+    import bot.embed
     import bot.engine
 
-    original = bot.engine.load_embeddings
-    bot.engine.load_embeddings = lambda settings: shared_embeddings()
+    originals = bot.engine.load_embeddings, bot.embed.load_embeddings
+    bot.engine.load_embeddings = bot.embed.load_embeddings = lambda settings: shared_embeddings()
     try:
         yield
     finally:
-        bot.engine.load_embeddings = original
+        bot.engine.load_embeddings, bot.embed.load_embeddings = originals
+
+
+def run_cli(argv: list[str], env: dict[str, str], monkeypatch) -> int:
+    """`python -m bot ...` in this process (the model already loaded), with these variables."""
+    from bot.cli import main
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with reusing_model():
+        return main(argv)
 
 
 def companion_for(settings: Settings):
@@ -316,3 +328,22 @@ def own_words(reply, settings: Settings) -> str:
     text = re.sub(r"\[\d+\]", " ", text)
     text = re.sub(r"The author(, [^,\n]+,)? writes:", " ", text)
     return re.sub(r"[\s“”\"'\-–—•:.,;]+", " ", text).strip()
+
+
+class _Tags(HTMLParser):
+    def __init__(self, markup: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.feed(markup)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def assert_inert(markup: str) -> None:
+    """Nothing that runs or loads: no scripts, images, frames, styles, handlers or odd links."""
+    for tag, attrs in _Tags(markup).tags:
+        assert tag not in {"script", "img", "iframe", "style", "object", "embed", "svg", "link", "meta"}, tag
+        assert not any(a.startswith("on") or a in {"src", "srcset", "style"} for a in attrs), (tag, attrs)
+        if "href" in attrs:
+            assert attrs["href"].startswith(("https://", "http://")), attrs

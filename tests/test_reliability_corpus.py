@@ -4,10 +4,7 @@ and it never reaches the index: the current store stays current and the bot keep
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ from reliability_fixtures import (
     clone_index,
     companion_for,
     current_store,
+    run_cli,
     settings_for,
     shared_embeddings,
     small_corpus,
@@ -26,7 +24,6 @@ from reliability_fixtures import (
 from bot.errors import CorpusError
 from bot.index import open_index
 from bot.load import load_corpus
-from bot.settings import REPO_ROOT
 
 TRIAL = "trials/NCT06333509.json"
 ID_FIELD = "protocolSection.identificationModule.nctId"
@@ -201,23 +198,16 @@ def test_broken_source_never_replaces_the_current_index(broken):
     assert reply.kind == "answer" and reply.citations
 
 
-def test_cli_index_with_a_broken_source_prints_one_line_and_exits_2(template, tmp_path):
+def test_cli_index_with_a_broken_source_prints_one_line_and_exits_2(template, tmp_path, monkeypatch, capsys):
     corpus = Path(shutil.copytree(template[0], tmp_path / "corpus"))
     index = clone_index(template[1], tmp_path / "index")
     _edit_trial(lambda s: s["protocolSection"]["identificationModule"].pop("briefTitle"))(corpus)
     before = (current_store(index), store_folders(index))
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "index"],
-        cwd=REPO_ROOT,
-        env=os.environ | {"PCL_CORPUS_DIR": str(corpus), "PCL_INDEX_DIR": str(index)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert "Traceback" not in done.stderr
-    last = done.stderr.strip().splitlines()[-1]
-    assert last == (
+    env = {"PCL_CORPUS_DIR": str(corpus), "PCL_INDEX_DIR": str(index)}
+    assert run_cli(["index"], env, monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
         f"error: {corpus / TRIAL}: field 'protocolSection.identificationModule.briefTitle' is missing or empty"
     )
     assert (current_store(index), store_folders(index)) == before

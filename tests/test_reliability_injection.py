@@ -9,7 +9,6 @@ with a citation to the document that makes it (the bot is extractive; see docs/r
 from __future__ import annotations
 
 import base64
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from reliability_fixtures import (
     PLANTED_INSTRUCTIONS,
     PLANTED_TRIAL,
     adopt,
+    assert_inert,
     assert_reply_is_safe,
     companion_for,
     own_words,
@@ -32,25 +32,6 @@ from bot.triage import looks_planted
 
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
-
-
-class _Tags(HTMLParser):
-    def __init__(self, markup: str) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.feed(markup)
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-
-def assert_inert(markup: str) -> None:
-    """Nothing that runs or loads: no scripts, images, frames, styles, handlers or odd links."""
-    for tag, attrs in _Tags(markup).tags:
-        assert tag not in {"script", "img", "iframe", "style", "object", "embed", "svg", "link", "meta"}, tag
-        assert not any(a.startswith("on") or a in {"src", "srcset", "style"} for a in attrs), (tag, attrs)
-        if "href" in attrs:
-            assert attrs["href"].startswith(("https://", "http://")), attrs
 
 
 def assert_rules_hold(reply, settings) -> None:
