@@ -371,7 +371,7 @@ class Lexicon:
                 # so "How much does CT0596 cost?" is not answered with any sentence on CT0596.
                 uncovered.append(word)
                 groups.append(frozenset({f"\0{word}"}))
-                weights.append(math.log(1 + self.passages))
+                weights.append(2 * math.log(1 + self.passages))
                 continue
             if fixed != word:
                 corrected = re.sub(rf"\b{re.escape(word)}\b", fixed, corrected, flags=re.IGNORECASE)
