@@ -8,13 +8,16 @@ temporary folders, real subprocesses. Nothing here touches the repository's `ind
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -347,3 +350,298 @@ def assert_inert(markup: str) -> None:
         assert not any(a.startswith("on") or a in {"src", "srcset", "style"} for a in attrs), (tag, attrs)
         if "href" in attrs:
             assert attrs["href"].startswith(("https://", "http://")), attrs
+
+
+# ---------------------------------------------------------------- the app, guarded against leaks
+
+# Runs first in the app's interpreter: every non-loopback connect, sendto or name lookup is
+# refused and written to $PCL_NETGUARD_LOG with the Python stack that tried it.
+NETGUARD = r"""
+import ipaddress, json, os, socket, traceback
+
+_LOG = os.environ["PCL_NETGUARD_LOG"]
+with open(os.environ["PCL_NETGUARD_PID"], "w") as _f:
+    _f.write(str(os.getpid()))
+
+
+def _local(host):
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        host = host.decode(errors="replace")
+    host = str(host).strip("[]").split("%")[0]
+    if host in ("", "localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_unspecified
+
+
+def _refuse(what, target):
+    with open(_LOG, "a", encoding="utf-8") as f:
+        stack = "".join(traceback.format_stack(limit=14)[:-2])
+        f.write(json.dumps({"what": what, "target": repr(target), "stack": stack}) + "\n")
+    raise OSError(101, "network is unreachable (refused by the no-leaks guard)")
+
+
+_connect, _connect_ex, _sendto = socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto
+_getaddrinfo = socket.getaddrinfo
+
+
+def _inet(sock):
+    return sock.family in (socket.AF_INET, socket.AF_INET6)
+
+
+def connect(self, address):
+    if _inet(self) and not _local(address[0]):
+        _refuse("connect", address)
+    return _connect(self, address)
+
+
+def connect_ex(self, address):
+    if _inet(self) and not _local(address[0]):
+        _refuse("connect_ex", address)
+    return _connect_ex(self, address)
+
+
+def sendto(self, data, *args):
+    if _inet(self) and not _local(args[-1][0]):
+        _refuse("sendto", args[-1])
+    return _sendto(self, data, *args)
+
+
+def getaddrinfo(host, *args, **kwargs):
+    if not _local(host):
+        _refuse("getaddrinfo", host)
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto = connect, connect_ex, sendto
+socket.getaddrinfo = getaddrinfo
+"""
+
+_APP_MAIN = """
+import runpy, sys
+sys.argv = ["app.py", "--port", sys.argv[1]]
+runpy.run_path("app.py", run_name="__main__")
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def strace_available() -> bool:
+    if not shutil.which("strace") or os.environ.get("PCL_TEST_STRACE") == "0":
+        return False
+    probe = subprocess.run(
+        [
+            "strace",
+            "--seccomp-bpf",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=connect",
+            "-o",
+            os.devnull,
+            sys.executable,
+            "-c",
+            "",
+        ],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+class GuardedApp:
+    """`python app.py` on a loopback port, default settings, a socket guard and (if present) strace."""
+
+    def __init__(self, index_source: Path) -> None:
+        import atexit
+        import tempfile
+
+        self.dir = Path(tempfile.mkdtemp(prefix="pcl-reliability-app-"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = self.dir / "app.log"
+        self.netguard_log = self.dir / "netguard.jsonl"
+        self.strace_log = self.dir / "strace.log" if strace_available() else None
+        self.feedback_log = self.dir / "feedback" / "feedback.jsonl"
+        index = self.dir / "index"
+        if (Path(index_source) / "CURRENT").exists():  # start from the session's built index
+            index.mkdir()
+            name = current_store(index_source)
+            shutil.copytree(Path(index_source) / name, index / name)
+            shutil.copy(Path(index_source) / "CURRENT", index / "CURRENT")
+        # Default settings: nothing that turns telemetry, analytics or the hub off is inherited.
+        dropped = (
+            "PCL_",
+            "CHROMA_",
+            "GRADIO_",
+            "HF_",
+            "TRANSFORMERS_",
+            "ANONYMIZED_TELEMETRY",
+            "DO_NOT_TRACK",
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+        env |= {
+            "PCL_INDEX_DIR": str(index),
+            "PCL_FEEDBACK_LOG": str(self.feedback_log),
+            "PCL_NETGUARD_LOG": str(self.netguard_log),
+            "PCL_NETGUARD_PID": str(self.dir / "app.pid"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        command = [sys.executable, "-c", NETGUARD + _APP_MAIN, str(self.port)]
+        if self.strace_log:
+            command = ["strace", "--seccomp-bpf", "-f", "-qq", "-e", "trace=connect", "-e", "signal=none"]
+            command += [
+                "-o",
+                str(self.strace_log),
+                sys.executable,
+                "-c",
+                NETGUARD + _APP_MAIN,
+                str(self.port),
+            ]
+        self.started = time.monotonic()
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        atexit.register(self.stop)
+        self._wait_ready()
+        self.pid = int((self.dir / "app.pid").read_text())
+        self.ready_seconds = time.monotonic() - self.started
+
+    def _wait_ready(self, timeout: float = 600) -> None:
+        import httpx
+
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"app.py exited with {self.process.returncode}:\n{self.output()[-3000:]}")
+            try:
+                if httpx.get(self.url, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() - self.started > timeout:
+                raise RuntimeError(f"app.py not ready after {timeout:.0f} s:\n{self.output()[-3000:]}")
+            time.sleep(0.2)
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def refused(self) -> list[dict]:
+        if not self.netguard_log.exists():
+            return []
+        return [json.loads(line) for line in self.netguard_log.read_text().splitlines() if line.strip()]
+
+    def strace_connects(self) -> list[str]:
+        """connect() calls on IPv4/IPv6 sockets that strace saw, from any code (Python, Rust, C)."""
+        if not self.strace_log or not self.strace_log.exists():
+            return []
+        return [
+            line
+            for line in self.strace_log.read_text().splitlines()
+            if "connect(" in line and "AF_INET" in line
+        ]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                os.kill(self.pid, signal.SIGTERM)  # the app itself (under strace, not strace)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+@functools.cache
+def guarded_app(index_source: str) -> GuardedApp:
+    """One guarded app per test session, shared by the fuzz, load and no-leaks tests."""
+    return GuardedApp(Path(index_source))
+
+
+def loopback_only(strace_line: str) -> bool:
+    return 'inet_addr("127.' in strace_line or '"::1"' in strace_line or 'inet_addr("0.0.0.0")' in strace_line
+
+
+# ---------------------------------------------------------------- the page's own protocol
+
+
+class PageSession:
+    """One browser tab, speaking the page's queue protocol (what the Gradio front end sends).
+
+    `/chat` is the public API; the page itself calls private events (send, thumbs). Load and
+    feedback tests need those too: a rating can only refer to an answer shown in that session.
+    """
+
+    def __init__(self, url: str, client, config: dict) -> None:
+        import uuid
+
+        self.url, self.client = url, client
+        self.session = uuid.uuid4().hex[:12]
+        deps = {d.get("api_name"): d for d in config["dependencies"]}
+        self.respond, self.rate_dep = deps["respond"], deps["rate"]
+        self.chat: list[dict] = []
+
+    def _run(self, dep: dict, data: list, event_data=None) -> dict:
+        """Join the queue and read the event stream until this event completes."""
+        body = {
+            "data": data,
+            "event_data": event_data,
+            "fn_index": dep["id"],
+            "trigger_id": dep["targets"][0][0],
+            "session_hash": self.session,
+        }
+        joined = self.client.post(  # ASCII-escaped JSON, as a browser sends it (lone surrogates too)
+            self.url + "gradio_api/queue/join",
+            content=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        if joined.status_code != 200:
+            return {"msg": "rejected", "status": joined.status_code, "text": joined.text}
+        event_id = joined.json()["event_id"]
+        last: dict = {}
+        params = {"session_hash": self.session}
+        with self.client.stream("GET", self.url + "gradio_api/queue/data", params=params) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                msg = json.loads(line[5:])
+                if msg.get("event_id") not in (None, event_id):
+                    continue
+                last = msg
+                if msg.get("msg") in ("process_completed", "queue_full", "unexpected_error"):
+                    break
+        return last
+
+    def ask(self, question: str) -> dict:
+        done = self._run(self.respond, [question, self.chat, None])
+        if done.get("msg") == "process_completed" and done.get("success"):
+            self.chat = done["output"]["data"][1]
+        return done
+
+    def bubbles(self) -> list[str]:
+        return [part["text"] for m in self.chat for part in m["content"] if part.get("type") == "text"]
+
+    def rate_last(self, liked: bool = True) -> dict:
+        return self._run(self.rate_dep, [None], {"index": len(self.chat) - 1, "value": None, "liked": liked})
+
+
+TRACE_MARKERS = ("Traceback", 'File "', "site-packages", str(REPO_ROOT), "/tmp/", "Error:")
