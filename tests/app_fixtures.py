@@ -1,9 +1,10 @@
 """Shared helpers for the chat-app tests: one real `python app.py` per test session, timings.
 
-The app runs exactly as a person starts it: a subprocess on a free loopback port, on the shared
-index (PCL_INDEX_DIR as set, else `index/`; lock-protected, built if missing) and its own
-feedback log. "Cold start to ready" is from launching the process to the page being served, and
-the timings file says whether that start had to build the index.
+The app runs exactly as a person starts it: a subprocess on a free loopback port, with its own
+feedback log and its own index folder, so its first start builds the index ("cold start to
+ready" is the real first start) and no other process rebuilding or writing the shared `index/`
+can pull the store from under a running test. (Seen on a shared machine: answers failed while
+another process had the same Chroma store open for writing.)
 Both test_app.py and test_browser.py use the same server; `app_server()` starts it once.
 """
 
@@ -60,6 +61,7 @@ def app_server() -> AppServer:
     workdir = Path(tempfile.mkdtemp(prefix="pcl-app-test-"))
     port = free_port()
     env = os.environ | {
+        "PCL_INDEX_DIR": str(workdir / "index"),
         "PCL_FEEDBACK_LOG": str(workdir / "feedback" / "ratings.jsonl"),
         "PCL_CONCURRENCY_LIMIT": str(CONCURRENCY_LIMIT),
         "PCL_MAX_QUEUE": str(MAX_QUEUE),

@@ -115,6 +115,7 @@ def _page(browser, server: AppServer, viewport: dict) -> Iterator[object]:
     context = browser.new_context(viewport=viewport, device_scale_factor=1, color_scheme="light")
     page = context.new_page()
     page.requested = []  # every URL the page asks for, to prove it stays on this machine
+    page.app_server = server  # its log explains a failed answer
     page.on("request", lambda r: page.requested.append(r.url))
     page.goto(server.url)
     page.wait_for_selector("html[data-pcl-ready]")  # events bound: a question typed now is sent
@@ -141,7 +142,8 @@ def _ask(page, question: str, via: str = "enter") -> dict:
         page.screenshot(path=str(shot), full_page=True)
         pytest.fail(
             f"no whole answer to {question!r} within {ANSWER_TIMEOUT_MS / 1000:.0f} s; the box holds "
-            f"{box.input_value()!r}; the chat ends {page.locator('#pcl-chat').inner_text()[-300:]!r}; see {shot}"
+            f"{box.input_value()!r}; the chat ends {page.locator('#pcl-chat').inner_text()[-300:]!r}; see {shot}\n"
+            f"app log (end):\n{page.app_server.output()[-3000:]}"
         )
     t = page.evaluate("window.__pcl_t")
     return {
@@ -332,6 +334,7 @@ def test_phone_page_is_readable_and_easy_to_tap(phone) -> None:
 def test_text_keeps_its_contrast_in_dark_mode(browser, server: AppServer) -> None:
     context = browser.new_context(viewport=PHONE, color_scheme="dark")
     page = context.new_page()
+    page.app_server = server
     try:
         page.goto(server.url)
         page.wait_for_selector("html[data-pcl-ready]")
