@@ -108,7 +108,7 @@ def shared_embeddings(model=None) -> RememberingEmbeddings:
         if model is None:
             from bot.embed import load_embeddings
 
-            model = load_embeddings(Settings.from_env())
+            model = load_embeddings(Settings())  # the bundled model, whatever a test set in the env
         _shared.append(RememberingEmbeddings(model))
     return _shared[0]
 
@@ -137,8 +137,9 @@ def reusing_model() -> Iterator[None]:
     import bot.embed
     import bot.engine
 
+    model = shared_embeddings()  # loaded (once) before the loaders are replaced
     originals = bot.engine.load_embeddings, bot.embed.load_embeddings
-    bot.engine.load_embeddings = bot.embed.load_embeddings = lambda settings: shared_embeddings()
+    bot.engine.load_embeddings = bot.embed.load_embeddings = lambda settings: model
     try:
         yield
     finally:
