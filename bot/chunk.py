@@ -68,7 +68,9 @@ def split_paragraphs(text: str) -> list[list[Unit]]:
         if len(units) == 1 and not units[0].list_item and _is_label(units[0].text):
             units = [Unit(units[0].text, label=True)]
         if paragraphs and (all(u.label for u in paragraphs[-1]) or paragraphs[-1][-1].text.endswith(":")):
-            paragraphs[-1].extend(units)  # a label or a lead-in ("Inclusion Criteria:") stays with what follows
+            paragraphs[-1].extend(
+                units
+            )  # a label or a lead-in ("Inclusion Criteria:") stays with what follows
         else:
             paragraphs.append(units)
     return paragraphs

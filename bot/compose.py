@@ -106,9 +106,21 @@ def score_units(
             held = sum(w for g, w in zip(terms.groups, terms.weights, strict=True) if g & u_tokens)
             ids_held = sum(1 for t in terms.ids if t in text or t in context)
             # Coverage counts codes too: "patient 1" or "NCT05838131" is what the question is about.
-            coverage = (held + ids_held * _ID_WEIGHT) / (total + len(terms.ids) * _ID_WEIGHT) if (total or terms.ids) else 0.0
+            coverage = (
+                (held + ids_held * _ID_WEIGHT) / (total + len(terms.ids) * _ID_WEIGHT)
+                if (total or terms.ids)
+                else 0.0
+            )
             defines = 0.1 if term and re.match(re.escape(term) + r"\b[^.]{0,40}?\b(is|are)\b", text) else 0.0
-            score = 0.45 * float(sims[j]) + 0.1 * hit.dense + 0.5 * coverage + defines + prior - 0.005 * hit.rank
+            score = (
+                0.45 * float(sims[j])
+                + 0.1 * hit.dense
+                + 0.5 * coverage
+                + defines
+                + prior
+                - 0.005 * hit.rank
+                - 0.005 * j
+            )
             out.append(Candidate(hit, j, unit, score, vecs[j], coverage, float(sims[j])))
     return out
 
@@ -199,7 +211,12 @@ def compose(
 ) -> Composition:
     candidates = score_units(terms, qvec, hits, vectors, question)
     chosen = select(
-        candidates, min_evidence, max_sentences, margin=margin, min_coverage=min_coverage, sure_similarity=sure_similarity
+        candidates,
+        min_evidence,
+        max_sentences,
+        margin=margin,
+        min_coverage=min_coverage,
+        sure_similarity=sure_similarity,
     )
     if not chosen:
         best = max((c.score for c in candidates), default=0.0)

@@ -68,7 +68,8 @@ class Reply:
     def sources_markdown(self) -> str:
         lines = []
         for c in self.citations:
-            lines.append(f"[{c.n}] {c.title} — {c.section}. {c.url}\n    “{c.quote}”")
+            section = c.section if c.section[-1:] in ".?!" else f"{c.section}."
+            lines.append(f"[{c.n}] {c.title} — {section} {c.url}\n    “{c.quote}”")
         return "\n".join(lines)
 
     def to_text(self) -> str:

@@ -27,7 +27,9 @@ def test_a_list_stays_with_its_lead_in(docs):
     chunks = chunk_documents(docs, 160)
     holder = next(c for c in chunks if "Inclusion Criteria:" in c.page_content and "NCT05838131" in c.id)
     assert "Eligibility criteria for NCT05838131:" in holder.page_content
-    assert "Measurable disease" in holder.page_content and "Adults aged 18 years or older" in holder.page_content
+    assert (
+        "Measurable disease" in holder.page_content and "Adults aged 18 years or older" in holder.page_content
+    )
 
 
 def test_chunks_are_whole_sentences_of_their_section(docs):
