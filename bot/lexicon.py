@@ -18,6 +18,9 @@ from bot.retrieve import STOPWORDS, identifiers, stem, tokenize
 _WORD = re.compile(r"[a-z0-9]+")
 _ABOUT_THE_ARTICLE = re.compile(r"\b(article|post|page|summar\w*|gist|main\s+points?)\b", re.IGNORECASE)
 _COMMON_CODE = 0.25  # a code in more than this share of passages is an ordinary word
+# "Survival rate" is what people call the survival statistics the sources give (median OS); any
+# other rate (cure, response, relapse) is a number the sources never report.
+_SURVIVAL_RATE = re.compile(r"\b(survival|surviving|survive)\s+rates?\b", re.IGNORECASE)
 
 # Lay words -> words the sources use. Used for word overlap and BM25 only; never shown.
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -127,7 +130,7 @@ FRAME_WORDS = frozenset(
     stated state read reading learn learned important matter number numbers much many often kind
     sort example examples again already ever anyone everyone everything post page text source
     sources cited citation exist exists there here that happy sad hope article click link please
-    think thinks opinion view take takes rate rates first second third one two other others""".split()  # noqa: SIM905
+    think thinks opinion view take takes first second third one two other others""".split()  # noqa: SIM905
 )
 
 _STEMMED_FRAME = frozenset(stem(w) for w in FRAME_WORDS)
@@ -188,7 +191,7 @@ class Lexicon:
         groups: list[frozenset[str]] = []
         weights: list[float] = []
         uncovered: list[str] = []
-        for word in dict.fromkeys(_WORD.findall(text.lower())):
+        for word in dict.fromkeys(_WORD.findall(_SURVIVAL_RATE.sub(r"\1", text).lower())):
             if word in STOPWORDS or (len(word) < 2 and not word.isdigit()):
                 continue
             fixed = self.correct(word)
