@@ -170,8 +170,9 @@ def _with_context(chosen: list[Candidate]) -> dict[str, list[int]]:
     """Unit indexes to quote per chunk: a sentence that leans on the one before ("This product
     ...") brings that one along; a sentence ending in ':' brings the list that follows."""
     picked: dict[str, set[int]] = {}
+    units_by_chunk = {}
     for c in chosen:
-        units = units_of(c.hit.chunk)
+        units = units_by_chunk.setdefault(c.hit.chunk.id, units_of(c.hit.chunk))
         idx = picked.setdefault(c.hit.chunk.id, set())
         idx.add(c.j)
         j = c.j
@@ -186,7 +187,11 @@ def _with_context(chosen: list[Candidate]) -> dict[str, list[int]]:
             while k < len(units) and units[k].list_item:
                 idx.add(k)
                 k += 1
-    return {cid: sorted(js) for cid, js in picked.items()}
+    # Context is quoted too, so it passes the same check as a chosen sentence.
+    return {
+        cid: sorted(j for j in js if not looks_planted(units_by_chunk[cid][j].text))
+        for cid, js in picked.items()
+    }
 
 
 def _render_sentence(unit: Unit, framed: bool, author: str) -> str:

@@ -42,6 +42,9 @@ _INLINE = re.compile(
 _SENTENCE_END = re.compile(r"(?:\[\d{1,2}\]|[.!?][”\"’)]*(?:\*\*)?(?!\s*\[\d))(?=\s)")
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _clean(fragment: str) -> str:
     return nh3.clean(
         fragment,
@@ -209,6 +212,7 @@ def stream_html(reply: Reply) -> Iterator[str]:
 def user_html(text: str, limit: int) -> str:
     """A person's message, escaped; very long input is shown cut (the engine refuses it anyway)."""
     shown = text if len(text) <= limit else text[:limit] + "…"
+    shown = _LONE_SURROGATE.sub("\ufffd", shown)  # not text; the sanitizer cannot encode it
     body = html.escape(shown).replace("\r\n", "\n").replace("\n", "<br>")
     return _clean(f'<div class="pcl-user">{body}</div>')
 

@@ -227,8 +227,14 @@ def triage(question: str, max_chars: int) -> Triage:
 
 PLANTED = _rx(
     r"\b(tell|instruct|advise|inform)\s+(the\s+)?(users?|patients?|people|readers?|everyone)\s+(to|that)\b",
-    r"\b(stop|quit|discontinue)\s+(taking\s+)?(your|their|all)\s+(\w+\s+)?(treatment|medications?|medicines?|meds|drugs?|chemo|therapy)\b",
-    r"\b(assistant|chatbot|ai|model|bot)\s*(:|must|should|will)\b",
+    # An order about the reader's own treatment: "stop taking their chemotherapy", "double your dose".
+    r"\b(stop|quit|discontinue|skip|miss|double|triple|halve|increase|decrease|reduce|raise|lower|change)"
+    r"\s+(taking\s+|using\s+)?(your|their|his|her|all|any)\s+(\w+\s+){0,2}"
+    r"(treatments?|medications?|medicines?|meds|drugs?|chemo\w*|therap(y|ies)|doses?|dosage|pills?|infusions?)\b",
+    r"\b(assistant|chatbot|ai|model|bot|llm)\s*(:|\b(must|should|will)\b)",
+    r"\bnote\s+(to|for)\s+(the\s+)?(ai|assistants?|chatbots?|bots?|models?|llms?)\b",
+    r"\b(if\s+you\s+are|as)\s+an?\s+(ai|assistant|chatbot|language\s+model|llm)\b",
+    r"\b(omit|remove|drop|leave\s+out|skip|hide|delete)\s+(the\s+|your\s+|any\s+)?(disclaimers?|citations?|sources?)\b",
 )
 
 

@@ -76,11 +76,8 @@ class ChatCallbacks:
             chat[-1] = {"role": "assistant", "content": render.error_html(SORRY)}
             yield gr.skip(), chat, exchanges, gr.skip()
             return
-        for bubble in render.stream_html(reply):
-            chat[-1] = {"role": "assistant", "content": bubble}
-            yield gr.skip(), chat, exchanges, gr.skip()
-            time.sleep(STREAM_PAUSE_S)
-        exchanges.append(
+        done = list(exchanges)
+        done.append(
             {
                 "question": message[: self.max_chars],
                 "answer": reply.answer,
@@ -89,7 +86,14 @@ class ChatCallbacks:
                 "at": len(chat) - 1,
             }
         )
-        yield gr.skip(), chat, exchanges, gr.skip()
+        bubbles = list(render.stream_html(reply))
+        for i, bubble in enumerate(bubbles):
+            chat[-1] = {"role": "assistant", "content": bubble}
+            if i == len(bubbles) - 1:  # the whole answer and the turn it adds arrive together
+                yield gr.skip(), chat, done, gr.skip()
+            else:
+                yield gr.skip(), chat, exchanges, gr.skip()
+                time.sleep(STREAM_PAUSE_S)
 
     def respond_example(
         self, chat: list[dict] | None, exchanges: list[Exchange] | None, picked: gr.SelectData
@@ -196,8 +200,16 @@ def build(companion: Companion) -> gr.Blocks:
         new_chat = gr.Button("New chat", variant="secondary", elem_id="pcl-new-chat")
 
         outputs = [question, chatbot, exchanges, status]
-        question.submit(cb.respond, [question, chatbot, exchanges], outputs, **chat_events)
-        send.click(cb.respond, [question, chatbot, exchanges], outputs, **chat_events)
+        # One listener for Enter and Send, so a question sent while the last answer is still
+        # finishing waits its turn (always_last) instead of being dropped or racing it.
+        gr.on(
+            [question.submit, send.click],
+            cb.respond,
+            [question, chatbot, exchanges],
+            outputs,
+            trigger_mode="always_last",
+            **chat_events,
+        )
         chatbot.example_select(cb.respond_example, [chatbot, exchanges], outputs, **chat_events)
         chatbot.like(cb.rate, [exchanges], [status], api_visibility="private", show_progress="hidden")
         new_chat.click(_new_chat, None, outputs, queue=False, api_visibility="private")

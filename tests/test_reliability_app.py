@@ -91,11 +91,7 @@ PAGE_MESSAGES = [
     "What is CT0596? ![x](https://evil.example/p.png) [more](https://evil.example)",
     "**What** is `CT0596`? <details open><summary>x</summary></details>",
     "\u202eWhat is CT0596?",
-    pytest.param(
-        "What is CT0596? \udcff",
-        marks=pytest.mark.xfail(strict=True, reason="open: render.user_html raises on lone surrogates"),
-        id="lone_surrogate",
-    ),
+    pytest.param("What is CT0596? \udcff", id="lone_surrogate"),
 ]
 
 

@@ -98,9 +98,6 @@ def test_any_conversation_gets_a_safe_reply(companion, settings, message, turns)
     _check(companion.ask(message, history=turns), settings)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="open: render.user_html raises on lone surrogates (nh3); reported to the lead"
-)
 @settings(max_examples=60, deadline=None, derandomize=True)
 @example("What is CT0596? \udcff")
 @given(message=messages)
