@@ -50,7 +50,7 @@ def _clean(fragment: str) -> str:
         fragment,
         tags=_ALLOWED_TAGS,
         attributes=_ALLOWED_ATTRS,
-        url_schemes={"https", "http"},
+        url_schemes={"https", "http", "tel"},
         link_rel="noopener noreferrer",
     )
 
@@ -179,13 +179,20 @@ def sources_html(citations: tuple[Citation, ...]) -> str:
     )
 
 
+def _call_links(guidance: str) -> str:
+    """Tap-to-call buttons for the numbers the emergency guidance names (from Settings)."""
+    numbers = dict.fromkeys(re.findall(r"\*\*(\d{3,15})\*\*", guidance))
+    links = "".join(f'<a class="pcl-call" href="tel:{n}">Call {n}</a>' for n in numbers)
+    return f'<p class="pcl-calls">{links}</p>' if links else ""
+
+
 def reply_html(reply: Reply, answer: str | None = None, final: bool = True) -> str:
     """One assistant bubble. `answer` is a prefix of reply.answer while streaming."""
     cites = frozenset(c.n for c in reply.citations)
     body = answer_html(reply.answer if answer is None else answer, cites)
     classes = f"pcl-reply pcl-kind-{reply.kind}"
     if reply.kind == EMERGENCY:
-        body = f'<p class="pcl-alert-label"><span aria-hidden="true">⚠</span> Urgent</p>{body}'
+        body = f'<p class="pcl-alert-label"><span aria-hidden="true">⚠</span> Urgent</p>{body}{_call_links(reply.answer)}'
         opening = f'<div class="{classes} pcl-emergency" role="alert">'
     else:
         opening = f'<div class="{classes}">'

@@ -66,7 +66,12 @@ class ChatCallbacks:
         if not message.strip():
             yield gr.skip(), chat, exchanges, gr.skip()
             return
-        chat.append({"role": "user", "content": render.user_html(message, self.max_chars)})
+        try:
+            bubble = render.user_html(message, self.max_chars)
+        except Exception:  # never lose the page's send event to one odd message
+            log.exception("showing the question failed")
+            bubble = render.error_html("(your message could not be shown)")
+        chat.append({"role": "user", "content": bubble})
         chat.append({"role": "assistant", "content": render.pending_html()})
         yield "", chat, exchanges, _status("")
         try:
@@ -315,6 +320,9 @@ button, #pcl-send, #pcl-new-chat, #pcl-question textarea { min-height: 44px; }
 .pcl-emergency { border: 3px solid #b91c1c; background: #fef2f2; color: #450a0a; border-radius: 8px;
   padding: 0.75rem; }
 .pcl-emergency .pcl-disclaimer { color: #450a0a; border-top-color: #fca5a5; }
+.pcl-calls { display: flex; flex-wrap: wrap; gap: 0.5rem; }
+.pcl-call { display: inline-flex; align-items: center; min-height: 44px; padding: 0 1rem; border-radius: 8px;
+  background: #b91c1c; color: #ffffff !important; font-weight: 700; text-decoration: none; }
 .pcl-alert-label { font-weight: 700; color: #991b1b; text-transform: uppercase; letter-spacing: 0.03em; }
 .pcl-kind-medical_advice > p:first-child { border-left: 4px solid #b45309; padding-left: 0.6rem; }
 .pcl-sources { margin: 0.4rem 0 0.6rem; border: 1px solid #94a3b8; border-radius: 6px;
@@ -339,7 +347,7 @@ button, #pcl-send, #pcl-new-chat, #pcl-question textarea { min-height: 44px; }
 /* Boxes with their own light background keep dark text in the browser's dark mode too. */
 .pcl-banner, .pcl-banner * { color: #1e3a8a !important; }
 .pcl-banner strong { color: #111827 !important; }
-.pcl-emergency, .pcl-emergency * { color: #450a0a !important; }
+.pcl-emergency, .pcl-emergency *:not(.pcl-call) { color: #450a0a !important; }
 .pcl-emergency .pcl-alert-label, .pcl-emergency .pcl-alert-label * { color: #991b1b !important; }
 .pcl-sources, .pcl-sources * { color: #1f2937 !important; }
 .pcl-sources summary { color: #1e3a8a !important; }

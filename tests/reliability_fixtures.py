@@ -350,7 +350,8 @@ def assert_inert(markup: str) -> None:
         assert tag not in {"script", "img", "iframe", "style", "object", "embed", "svg", "link", "meta"}, tag
         assert not any(a.startswith("on") or a in {"src", "srcset", "style"} for a in attrs), (tag, attrs)
         if "href" in attrs:
-            assert attrs["href"].startswith(("https://", "http://")), attrs
+            href = attrs["href"]
+            assert href.startswith(("https://", "http://")) or re.fullmatch(r"tel:\d{3,15}", href), attrs
 
 
 # ---------------------------------------------------------------- the app, guarded against leaks

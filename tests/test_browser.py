@@ -207,6 +207,10 @@ def test_emergency_reply_comes_first_in_a_red_alert_box(phone) -> None:
     border = alert.evaluate("e => getComputedStyle(e).borderTopColor")
     assert border == "rgb(185, 28, 28)"
     assert alert.locator(".pcl-sources").count() == 0
+    call = alert.get_by_role("link", name="Call 911")  # one tap dials from a phone
+    assert call.get_attribute("href") == "tel:911"
+    box = call.bounding_box()
+    assert box is not None and box["height"] >= 44 and box["width"] >= 44
     phone.screenshot(path=str(ARTIFACTS / "chat-phone-emergency.png"))
 
 
