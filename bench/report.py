@@ -73,12 +73,20 @@ def targets(res: dict) -> list[tuple[str, str, str, str]]:
         shipped = [lv for lv in http["levels"] if lv.get("app", "default") == "default"]
         top = max(shipped, key=lambda lv: (lv["clients"], lv.get("client") == "rest"))
         p95 = top["latency_ms"].get("p95")
+        note = ""
+        if top.get("requests_per_s"):
+            # Closed loop with no think time: each client waits for the N - 1 answers ahead of it.
+            floor_ms = 1000 * top["clients"] / top["requests_per_s"]
+            single = [lv for lv in shipped if lv["clients"] == 1 and lv.get("client") == top.get("client")]
+            note = f"queueing floor {top['clients']} / {top['requests_per_s']} req/s = {floor_ms:,.0f} ms (Little's law)"
+            if single:
+                note += f"; 1 client: p95 {_f(single[0]['latency_ms'].get('p95'), 0)} ms"
         rows.append(
             (
                 f"HTTP p95 < 300 ms at {top['clients']} clients",
                 f"{_f(p95, 0)} ms ({top['requests_per_s']} req/s, errors {top['error_rate']:.1%})",
                 _verdict(p95 is not None and p95 < TARGETS["http_p95_ms"] and not top["error_rate"]),
-                "",
+                note,
             )
         )
     cold = res.get("cold")
