@@ -29,6 +29,12 @@ _HAS_NUMBER = re.compile(
     re.IGNORECASE,
 )
 _CODE = re.compile(r"\b[A-Za-z]+\d+\w*\b")  # NCT06333509 is a name, not a count
+# Nor are years and a reference's volume, issue, pages or DOI ("how many patients" is not 2025).
+_NOT_A_COUNT = re.compile(
+    r"\b(1[89]|20)\d\d\b|\b(volume|vol\.|issue|no\.|pages?|pp\.|doi)\s*[\w./()-]+", re.IGNORECASE
+)
+_WANTS_AGE = re.compile(r"\b(what|which|median|average|mean|typical)\s+age\b|\bhow\s+old\b", re.IGNORECASE)
+_HAS_AGE = re.compile(r"\b(ages?|aged|years?\s+old|older|younger)\b", re.IGNORECASE)
 _WANTS_TIME = re.compile(r"^\s*(when|how\s+long|how\s+soon|what\s+year)\b", re.IGNORECASE)
 _HAS_TIME = re.compile(
     r"\b(1[89]|20)\d\d\b|\b(days?|weeks?|months?|years?|soon|later|next|until|since|under)\b", re.IGNORECASE
@@ -63,7 +69,9 @@ class Composition:
 def _answer_filter(question: str):
     """A check a sentence must pass to answer this question at all (numbers for "how many")."""
     if _WANTS_NUMBER.search(question):
-        return lambda text: _HAS_NUMBER.search(_CODE.sub(" ", text))
+        return lambda text: _HAS_NUMBER.search(_CODE.sub(" ", _NOT_A_COUNT.sub(" ", text)))
+    if _WANTS_AGE.search(question):
+        return _HAS_AGE.search
     if _WANTS_TIME.search(question):
         return _HAS_TIME.search
     return None

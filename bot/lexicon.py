@@ -53,6 +53,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "sick": ("developed", "crs", "infection"),
     "reaction": ("developed",),
     "cure": ("response", "result"),
+    "old": ("aged", "older"),
+    "age": ("aged", "older"),
     "work": ("result", "response"),
     "worked": ("result", "response"),
     "doing": ("result", "response", "recovered"),
