@@ -33,6 +33,8 @@ _CODE = re.compile(r"\b[A-Za-z]+\d+\w*\b")  # NCT06333509 is a name, not a count
 _NOT_A_COUNT = re.compile(
     r"\b(1[89]|20)\d\d\b|\b(volume|vol\.|issue|no\.|pages?|pp\.|doi)\s*[\w./()-]+", re.IGNORECASE
 )
+# "What was the response rate?" is answered by a figure, not by a sentence naming the study.
+_WANTS_RATE = re.compile(r"\b(rates?|percent(age)?s?|odds|chances?)\b|%", re.IGNORECASE)
 _WANTS_AGE = re.compile(r"\b(what|which|median|average|mean|typical)\s+age\b|\bhow\s+old\b", re.IGNORECASE)
 _HAS_AGE = re.compile(r"\b(ages?|aged|years?\s+old|older|younger)\b", re.IGNORECASE)
 _WANTS_TIME = re.compile(r"^\s*(when|how\s+long|how\s+soon|what\s+year)\b", re.IGNORECASE)
@@ -70,6 +72,8 @@ def _answer_filter(question: str):
     """A check a sentence must pass to answer this question at all (numbers for "how many")."""
     if _WANTS_NUMBER.search(question):
         return lambda text: _HAS_NUMBER.search(_CODE.sub(" ", _NOT_A_COUNT.sub(" ", text)))
+    if _WANTS_RATE.search(question):
+        return lambda text: re.search(r"\d", _CODE.sub(" ", _NOT_A_COUNT.sub(" ", text)))
     if _WANTS_AGE.search(question):
         return _HAS_AGE.search
     if _WANTS_TIME.search(question):
