@@ -34,6 +34,15 @@ _ORDINAL = re.compile(
     re.IGNORECASE,
 )
 _TRIALS = ("NCT06333509", "NCT05838131")
+# "and for secondary?" after a question on primary PCL swaps the one word for the other.
+_CONTRASTS = (
+    ("primary", "secondary"),
+    ("pPCL", "sPCL"),
+    ("autologous", "allogeneic"),
+    ("auto", "allo"),
+    ("inclusion", "exclusion"),
+    ("single", "tandem"),
+)
 
 
 def entities(text: str) -> list[str]:
@@ -66,6 +75,17 @@ def _ordinal_target(word: str, previous: str) -> str | None:
     return None
 
 
+def _swap_contrast(rest: str, previous: str) -> str | None:
+    """The previous question with its contrasting word replaced by the one asked about now."""
+    for a, b in _CONTRASTS:
+        for new, old in ((a, b), (b, a)):
+            if re.search(rf"\b{new}\b", rest, re.IGNORECASE) and re.search(
+                rf"\b{old}\b", previous, re.IGNORECASE
+            ):
+                return re.sub(rf"\b{old}\b", new, previous, count=1, flags=re.IGNORECASE)
+    return None
+
+
 def resolve(question: str, history: Sequence[dict] | None) -> str:
     """The question with what it refers to made explicit; unchanged when it stands alone."""
     if not history or not isinstance(history, list | tuple):
@@ -90,6 +110,10 @@ def resolve(question: str, history: Sequence[dict] | None) -> str:
     target = _ordinal_target(ordinal.group(1), last) if ordinal and last else None
 
     ellipsis = _ELLIPSIS.match(question)
+    if ellipsis and not now and not target:
+        swapped = _swap_contrast(ellipsis.group(1), prev_q)
+        if swapped:
+            return swapped
     if ellipsis and (now or target):
         new = now[0] if now else target
         old = entities(prev_q)

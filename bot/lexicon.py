@@ -54,6 +54,12 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "reaction": ("developed",),
     "cure": ("response", "result"),
     "old": ("aged", "older"),
+    "overall": ("overall", "os"),  # "median OS" is "median overall survival"
+    "primary": ("primary", "ppcl"),
+    "secondary": ("secondary", "spcl"),
+    "response": ("response", "scr"),
+    "respond": ("response", "scr"),
+    "responded": ("response", "scr"),
     "age": ("aged", "older"),
     "work": ("result", "response"),
     "worked": ("result", "response"),

@@ -125,6 +125,9 @@ def test_issue_example_incidence_cites_the_article_url(companion):
         "Is PCL hereditary?",
         "What diet should PCL patients follow?",
         "Are there other trials for PCL in Europe?",
+        "What was the overall response rate of CT071 in the Lancet Haematology paper?",
+        "How many patients were treated in the Lancet Haematology CT071 study?",
+        "What is the median age at diagnosis of PCL?",
     ],
 )
 def test_questions_the_sources_do_not_cover_are_not_guessed(companion, question):
@@ -142,6 +145,13 @@ def test_follow_up_resolves_second_patient(companion):
     assert reply.kind == "answer"
     assert "Patient 2" in reply.resolved_question
     assert "Patient 2 developed Grade 1 CRS" in reply.answer
+
+
+def test_follow_up_swaps_primary_for_secondary(companion):
+    history = [{"role": "user", "content": "What is the median overall survival for primary PCL?"}]
+    reply = companion.ask("and for secondary?", history)
+    assert reply.resolved_question == "What is the median overall survival for secondary PCL?"
+    assert "The median OS for sPCL is about 3 months" in reply.answer
 
 
 def test_follow_up_resolves_it_to_the_product(companion):
