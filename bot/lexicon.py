@@ -54,6 +54,9 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "reaction": ("developed",),
     "cure": ("response", "result"),
     "old": ("aged", "older"),
+    "united": ("united", "fda"),  # the sources' "U.S." leaves no word behind; FDA stands for it
+    "states": ("states", "fda"),
+    "american": ("united", "states", "fda"),
     "overall": ("overall", "os"),  # "median OS" is "median overall survival"
     "primary": ("primary", "ppcl"),
     "secondary": ("secondary", "spcl"),
@@ -71,9 +74,9 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "maker": ("carsgen",),
     "make": ("made", "manufacturing"),
     "factory": ("manufacturing", "facility"),
-    "us": ("united", "states", "u.s"),
-    "usa": ("united", "states", "u.s"),
-    "america": ("united", "states", "u.s"),
+    "us": ("united", "states", "u.s", "fda"),
+    "usa": ("united", "states", "u.s", "fda"),
+    "america": ("united", "states", "u.s", "fda"),
     "yearly": ("year",),
     "annually": ("year",),
     "kind": ("type",),
