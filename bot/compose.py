@@ -35,8 +35,16 @@ _NOT_A_COUNT = re.compile(
 )
 # "What was the response rate?" is answered by a figure, not by a sentence naming the study.
 _WANTS_RATE = re.compile(r"\b(rates?|percent(age)?s?|odds|chances?)\b|%", re.IGNORECASE)
+# Signposts say that something is told, not what: "The press release ... mentions the outcomes".
+_SIGNPOST = re.compile(r"\b(mentions|you will learn|is an interesting development)\b", re.IGNORECASE)
+_SIGNPOST_PENALTY = 0.08
+_ABOUT_SOURCES = re.compile(
+    r"\b(article|post|page|press\s+release|summar\w*|gist|main\s+points?)\b", re.IGNORECASE
+)
 _WANTS_AGE = re.compile(r"\b(what|which|median|average|mean|typical)\s+age\b|\bhow\s+old\b", re.IGNORECASE)
-_HAS_AGE = re.compile(r"\b(ages?|aged|years?\s+old|older|younger)\b", re.IGNORECASE)
+_HAS_AGE = re.compile(
+    r"\b(ages?|aged)\b[^.;]{0,20}?\d|\d+\s*(years?\s+old|years?\s+or\s+older)", re.IGNORECASE
+)
 _WANTS_TIME = re.compile(r"^\s*(when|how\s+long|how\s+soon|what\s+year)\b", re.IGNORECASE)
 _HAS_TIME = re.compile(
     r"\b(1[89]|20)\d\d\b|\b(days?|weeks?|months?|years?|soon|later|next|until|since|under)\b", re.IGNORECASE
@@ -90,6 +98,7 @@ def score_units(
     term = definition.group(1).lower() if definition else ""
     if not term and len(question.split()) <= 2 and len(terms.ids) == 1:
         term = next(iter(terms.ids))  # "ct0596?" asks what CT0596 is
+    signpost_penalty = 0.0 if _ABOUT_SOURCES.search(question) else _SIGNPOST_PENALTY
     out = []
     for hit in hits:
         units = units_of(hit.chunk)
@@ -102,6 +111,9 @@ def score_units(
         labels = " ".join(u.text for u in units if u.label)
         section_tokens = set(tokenize(f"{md.get('section', '')} {labels}"))
         context = f"{md.get('section', '')} {labels} {md.get('source_id', '')}".lower()
+        # A code named once in a passage is what its other sentences are about ("Patient 1
+        # developed ..." follows "... first two PCL patients dosed with CT0596").
+        passage = hit.chunk.page_content.lower()
         prior = 0.05 if hit.chunk.metadata.get("kind") == "article" else 0.0
         # A section named for what was asked ("About the author") vouches for all its sentences.
         total = sum(terms.weights)
@@ -116,7 +128,9 @@ def score_units(
                 u_tokens.add("author")  # the author's own words answer "what does the author think"
             text = unit.text.lower()
             held = sum(w for g, w in zip(terms.groups, terms.weights, strict=True) if g & u_tokens)
-            ids_held = sum(1 for t in terms.ids if t in text or t in context)
+            ids_held = sum(
+                1.0 if t in text or t in context else 0.5 if t in passage else 0.0 for t in terms.ids
+            )
             # Coverage counts codes too: "patient 1" or "NCT05838131" is what the question is about.
             coverage = (
                 (held + ids_held * _ID_WEIGHT) / (total + len(terms.ids) * _ID_WEIGHT)
@@ -132,6 +146,7 @@ def score_units(
                 + prior
                 - 0.005 * hit.rank
                 - 0.005 * j
+                - (signpost_penalty if _SIGNPOST.search(unit.text) else 0.0)
             )
             out.append(Candidate(hit, j, unit, score, vecs[j], coverage, float(sims[j])))
     return out
