@@ -99,6 +99,9 @@ def score_units(
     if not term and len(question.split()) <= 2 and len(terms.ids) == 1:
         term = next(iter(terms.ids))  # "ct0596?" asks what CT0596 is
     signpost_penalty = 0.0 if _ABOUT_SOURCES.search(question) else _SIGNPOST_PENALTY
+    # A question about one trial record is answered from passages about that record, never
+    # from the other trial's criteria.
+    trials = {t for t in terms.ids if t.startswith("nct")}
     out = []
     for hit in hits:
         units = units_of(hit.chunk)
@@ -114,6 +117,8 @@ def score_units(
         # A code named once in a passage is what its other sentences are about ("Patient 1
         # developed ..." follows "... first two PCL patients dosed with CT0596").
         passage = hit.chunk.page_content.lower()
+        if trials and not any(t in passage or t in context for t in trials):
+            continue
         prior = 0.05 if hit.chunk.metadata.get("kind") == "article" else 0.0
         # A section named for what was asked ("About the author") vouches for all its sentences.
         total = sum(terms.weights)

@@ -94,6 +94,11 @@ class HybridSearch:
         for doc, toks in zip(self.docs, tokens, strict=True):
             for tok in set(toks):
                 self._postings.setdefault(tok, set()).add(doc.id)
+        # A trial record asked about by its number (NCT05838131) is searched whole: it is a few
+        # passages, and its criteria list may share no other word with the question.
+        self._by_source: dict[str, list[str]] = {}
+        for doc in self.docs:
+            self._by_source.setdefault(str(doc.metadata.get("source_id", "")).lower(), []).append(doc.id)
         self.bm25 = bm25s.BM25()
         self.bm25.index([toks or ["_"] for toks in tokens], show_progress=False)
         self._vocab = set(self.bm25.vocab_dict)
@@ -138,6 +143,9 @@ class HybridSearch:
             holders = self._postings.get(code, ())
             if len(holders) <= common:
                 for cid in holders:
+                    fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.rrf_k + 1)
+            elif code.startswith("nct"):
+                for cid in self._by_source.get(code, ()):
                     fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.rrf_k + 1)
         dense_sim = dict(dense)
         lex_score = dict(lexical)

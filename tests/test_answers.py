@@ -147,6 +147,13 @@ def test_follow_up_resolves_second_patient(companion):
     assert "Patient 2 developed Grade 1 CRS" in reply.answer
 
 
+def test_a_question_on_one_trial_record_is_answered_from_that_record(companion):
+    reply = companion.ask("Can people with secondary PCL join NCT05838131?")
+    assert reply.kind == "answer"
+    assert "Secondary plasma cell leukemia after at least one prior line of therapy." in reply.answer
+    assert {c.source_id for c in reply.citations} == {"NCT05838131"}
+
+
 def test_follow_up_swaps_primary_for_secondary(companion):
     history = [{"role": "user", "content": "What is the median overall survival for primary PCL?"}]
     reply = companion.ask("and for secondary?", history)
