@@ -57,6 +57,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "united": ("united", "fda"),  # the sources' "U.S." leaves no word behind; FDA stands for it
     "states": ("states", "fda"),
     "american": ("united", "states", "fda"),
+    "registry": ("record", "clinicaltrials"),
     "overall": ("overall", "os"),  # "median OS" is "median overall survival"
     "primary": ("primary", "ppcl"),
     "secondary": ("secondary", "spcl"),
@@ -141,7 +142,7 @@ FRAME_WORDS = frozenset(
     stated state read reading learn learned important matter number numbers much many often kind
     sort example examples again already ever anyone everyone everything post page text source
     sources cited citation exist exists there here that happy sad hope article click link please
-    think thinks opinion view take takes first second third one two other others""".split()  # noqa: SIM905
+    think thinks opinion view take takes bot chatbot app first second third one two other others""".split()  # noqa: SIM905
 )
 
 _STEMMED_FRAME = frozenset(stem(w) for w in FRAME_WORDS)
