@@ -25,7 +25,7 @@ from pathlib import Path
 import chromadb
 import httpx
 
-from bench.http import App, RestClient, free_port
+from bench.http import App, RestClient, free_port, stop_process
 from bench.questions import answer_questions, load_questions
 from bot.client import POINTER_SUFFIX, chroma_settings
 from bot.settings import REPO_ROOT, Settings
@@ -65,12 +65,7 @@ class ChromaServer:
         return meta["build"], json.loads(meta["manifest"])["fingerprint"]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
 
