@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 INDEX_FORMAT = 3  # bump when what is stored changes shape
 _SHAPING_CODE = (load_module, trials_module, chunk_module)  # how files become stored text
 _BATCH = 256
+_PAGE = 5000  # rows per get(): SQLite allows ~32k variables in one statement
+_ID_BATCH = 500  # chunk ids per sentence-vector query (each chunk has a handful of sentences)
 
 
 def fingerprint(settings: Settings) -> str:
@@ -77,25 +79,32 @@ class IndexHandle:
         return self.store.sentences
 
     def all_chunks(self) -> list[Document]:
-        got = self.chunks.get(include=["documents", "metadatas"])
-        return [
-            Document(page_content=doc, metadata=md, id=i)
-            for i, doc, md in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
-        ]
+        # In pages: one get() of every row fails past ~32k rows ("too many SQL variables"), which
+        # would make a large index look unreadable and be rebuilt at every start.
+        out: list[Document] = []
+        while True:
+            got = self.chunks.get(include=["documents", "metadatas"], limit=_PAGE, offset=len(out))
+            out.extend(
+                Document(page_content=doc, metadata=md, id=i)
+                for i, doc, md in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            )
+            if len(got["ids"]) < _PAGE:
+                return out
 
     def sentence_vectors(self, chunk_ids: list[str]) -> dict[str, np.ndarray]:
         """Unit embeddings per chunk (rows in unit order), cached after the first fetch."""
         missing = [c for c in chunk_ids if c not in self._sentence_cache]
-        if missing:
+        rows: dict[str, list[tuple[int, np.ndarray]]] = {}
+        for start in range(0, len(missing), _ID_BATCH):  # a few chunks' sentences per query
             got = self.sentences.get(
-                where={"chunk_id": {"$in": missing}}, include=["embeddings", "metadatas"]
+                where={"chunk_id": {"$in": missing[start : start + _ID_BATCH]}},
+                include=["embeddings", "metadatas"],
             )
-            rows: dict[str, list[tuple[int, np.ndarray]]] = {}
             for md, vec in zip(got["metadatas"], got["embeddings"], strict=True):
                 rows.setdefault(md["chunk_id"], []).append((md["j"], np.asarray(vec, dtype=np.float32)))
-            for cid in missing:
-                ordered = [v for _, v in sorted(rows.get(cid, []), key=lambda r: r[0])]
-                self._sentence_cache[cid] = np.vstack(ordered) if ordered else np.zeros((0, 384), np.float32)
+        for cid in missing:
+            ordered = [v for _, v in sorted(rows.get(cid, []), key=lambda r: r[0])]
+            self._sentence_cache[cid] = np.vstack(ordered) if ordered else np.zeros((0, 384), np.float32)
         return {c: self._sentence_cache[c] for c in chunk_ids}
 
     def warm(self, limit: int = 5000) -> None:

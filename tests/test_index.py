@@ -80,3 +80,42 @@ def test_sentence_vectors_match_units(companion):
 
     for doc in companion.search.docs[:5]:
         assert vectors[doc.id].shape == (len(units_of(doc)), 384)
+
+
+def test_a_large_index_reads_whole(tmp_path):
+    """Past ~32k rows one Chroma get() fails ("too many SQL variables"): the index must still
+    read every chunk, or a large corpus looks unreadable and is rebuilt at every start."""
+    import chromadb
+    import numpy as np
+
+    from bot.client import ChromaStore, chroma_settings
+    from bot.index import IndexHandle
+
+    n, per = 33_000, 2
+    client = chromadb.PersistentClient(path=str(tmp_path), settings=chroma_settings())
+    chunks = client.create_collection("big-chunks", embedding_function=None)
+    sentences = client.create_collection("big-sentences", embedding_function=None)
+    rng = np.random.default_rng(0)
+    for start in range(0, n, 5000):
+        ids = [f"c{i}" for i in range(start, min(n, start + 5000))]
+        chunks.add(
+            ids=ids,
+            embeddings=rng.standard_normal((len(ids), 4)).astype(np.float32),
+            documents=[f"passage {i}" for i in ids],
+            metadatas=[{"source_id": "synthetic"}] * len(ids),
+        )
+    wanted = [f"c{i}" for i in range(1200)]
+    sentences.add(
+        ids=[f"{c}-{j}" for c in wanted for j in range(per)],
+        embeddings=rng.standard_normal((len(wanted) * per, 4)).astype(np.float32),
+        metadatas=[{"chunk_id": c, "j": j} for c in wanted for j in range(per)],
+    )
+    with pytest.raises(Exception, match="too many SQL variables"):
+        chunks.get(include=["documents", "metadatas"])  # why all_chunks reads in pages
+
+    handle = IndexHandle(ChromaStore(client, chunks, sentences, str(tmp_path)), {})
+    docs = handle.all_chunks()
+    assert len(docs) == n and len({d.id for d in docs}) == n
+    assert docs[0].page_content == f"passage {docs[0].id}"
+    vectors = handle.sentence_vectors(wanted)  # more ids than one query takes
+    assert len(vectors) == len(wanted) and all(v.shape == (per, 4) for v in vectors.values())
