@@ -76,12 +76,17 @@ class Composition:
         return not self.citations
 
 
+def _figures_only(text: str) -> str:
+    """The text without names and references that hold digits (NCT06333509, 2025, volume 12)."""
+    return _CODE.sub(" ", _NOT_A_COUNT.sub(" ", text))
+
+
 def _answer_filter(question: str):
     """A check a sentence must pass to answer this question at all (numbers for "how many")."""
     if _WANTS_NUMBER.search(question):
-        return lambda text: _HAS_NUMBER.search(_CODE.sub(" ", _NOT_A_COUNT.sub(" ", text)))
+        return lambda text: _HAS_NUMBER.search(_figures_only(text))
     if _WANTS_RATE.search(question):
-        return lambda text: re.search(r"\d", _CODE.sub(" ", _NOT_A_COUNT.sub(" ", text)))
+        return lambda text: re.search(r"\d", _figures_only(text))
     if _WANTS_AGE.search(question):
         return _HAS_AGE.search
     if _WANTS_TIME.search(question):
@@ -114,8 +119,6 @@ def score_units(
         labels = " ".join(u.text for u in units if u.label)
         section_tokens = set(tokenize(f"{md.get('section', '')} {labels}"))
         context = f"{md.get('section', '')} {labels} {md.get('source_id', '')}".lower()
-        # A code named once in a passage is what its other sentences are about ("Patient 1
-        # developed ..." follows "... first two PCL patients dosed with CT0596").
         passage = hit.chunk.page_content.lower()
         if trials and not any(t in passage or t in context for t in trials):
             continue
@@ -133,6 +136,8 @@ def score_units(
                 u_tokens.add("author")  # the author's own words answer "what does the author think"
             text = unit.text.lower()
             held = sum(w for g, w in zip(terms.groups, terms.weights, strict=True) if g & u_tokens)
+            # A code named once in a passage is what its other sentences are about ("Patient 1
+            # developed ..." follows "... first two PCL patients dosed with CT0596"): half credit.
             ids_held = sum(
                 1.0 if t in text or t in context else 0.5 if t in passage else 0.0 for t in terms.ids
             )
