@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bot.chunk import Unit, units_of
-from bot.lexicon import QueryTerms
+from bot.lexicon import ABOUT_THE_SOURCES, QueryTerms
 from bot.reply import Citation
 from bot.retrieve import Hit, tokenize
 from bot.triage import looks_planted
@@ -38,9 +38,6 @@ _WANTS_RATE = re.compile(r"\b(rates?|percent(age)?s?|odds|chances?)\b|%", re.IGN
 # Signposts say that something is told, not what: "The press release ... mentions the outcomes".
 _SIGNPOST = re.compile(r"\b(mentions|you will learn|is an interesting development)\b", re.IGNORECASE)
 _SIGNPOST_PENALTY = 0.08
-_ABOUT_SOURCES = re.compile(
-    r"\b(article|post|page|press\s+release|summar\w*|gist|main\s+points?)\b", re.IGNORECASE
-)
 _WANTS_AGE = re.compile(r"\b(what|which|median|average|mean|typical)\s+age\b|\bhow\s+old\b", re.IGNORECASE)
 _HAS_AGE = re.compile(
     r"\b(ages?|aged)\b[^.;]{0,20}?\d|\d+\s*(years?\s+old|years?\s+or\s+older)", re.IGNORECASE
@@ -103,7 +100,7 @@ def score_units(
     term = definition.group(1).lower() if definition else ""
     if not term and len(question.split()) <= 2 and len(terms.ids) == 1:
         term = next(iter(terms.ids))  # "ct0596?" asks what CT0596 is
-    signpost_penalty = 0.0 if _ABOUT_SOURCES.search(question) else _SIGNPOST_PENALTY
+    signpost_penalty = 0.0 if ABOUT_THE_SOURCES.search(question) else _SIGNPOST_PENALTY
     # A question about one trial record is answered from passages about that record, never
     # from the other trial's criteria.
     trials = {t for t in terms.ids if t.startswith("nct")}

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from bot.retrieve import STOPWORDS, identifiers, stem, tokenize
 
 _WORD = re.compile(r"[a-z0-9]+")
-_ABOUT_THE_ARTICLE = re.compile(r"\b(article|post|page|summar\w*|gist|main\s+points?)\b", re.IGNORECASE)
+# A question about the sources themselves ("What is this article about?", "the press release").
+ABOUT_THE_SOURCES = re.compile(
+    r"\b(article|post|page|press\s+release|summar\w*|gist|main\s+points?)\b", re.IGNORECASE
+)
 _COMMON_CODE = 0.25  # a code in more than this share of passages is an ordinary word
 # "Survival rate" is what people call the survival statistics the sources give (median OS); any
 # other rate (cure, response, relapse) is a number the sources never report.
@@ -54,28 +57,29 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "reaction": ("developed",),
     "cure": ("response", "result"),
     "old": ("aged", "older"),
-    "united": ("united", "fda"),  # the sources' "U.S." leaves no word behind; FDA stands for it
-    "states": ("states", "fda"),
-    "american": ("united", "states", "fda"),
+    "age": ("aged", "older"),
     "registry": ("record", "clinicaltrials"),
     "overall": ("overall", "os"),  # "median OS" is "median overall survival"
     "primary": ("primary", "ppcl"),
     "secondary": ("secondary", "spcl"),
-    "response": ("response", "scr"),
-    "respond": ("response", "scr"),
-    "responded": ("response", "scr"),
-    "age": ("aged", "older"),
     "work": ("result", "response"),
     "worked": ("result", "response"),
     "doing": ("result", "response", "recovered"),
     "results": ("result", "response", "outcome"),
+    "response": ("response", "scr"),
+    "respond": ("response", "scr"),
+    "responded": ("response", "scr"),
     "where": ("location", "facility", "based"),
     "place": ("location", "facility"),
     "company": ("carsgen",),
     "maker": ("carsgen",),
     "make": ("made", "manufacturing"),
     "factory": ("manufacturing", "facility"),
+    # The sources' "U.S." leaves no word behind; FDA stands for it.
     "us": ("united", "states", "u.s", "fda"),
+    "united": ("united", "fda"),
+    "states": ("states", "fda"),
+    "american": ("united", "states", "fda"),
     "usa": ("united", "states", "u.s", "fda"),
     "america": ("united", "states", "u.s", "fda"),
     "yearly": ("year",),
@@ -225,7 +229,7 @@ class Lexicon:
             group = frozenset({token, *(t for s in synonyms for t in tokenize(s))})
             groups.append(group)
             weights.append(max((self.idf.get(a, 0.0) for a in group), default=0.0) or 1.0)
-        if not groups and not ids and _ABOUT_THE_ARTICLE.search(text):
+        if not groups and not ids and ABOUT_THE_SOURCES.search(text):
             # "What is this article about?" is answered by the article's own introduction.
             groups.append(frozenset({"articl", "introduct"}))
             weights.append(1.0)
