@@ -23,6 +23,8 @@ DEFAULT_DATASET = Path(__file__).with_name("cases.yaml")
 _ROLES = ("user", "assistant")
 _CASE_KEYS = {
     "id",
+    "group",
+    "split",
     "question",
     "repeat",
     "pad_to",
@@ -81,6 +83,8 @@ class Case:
     tags: tuple[str, ...] = ()
     history: tuple[dict, ...] = ()
     note: str = ""
+    group: str = ""  # cases asking the same thing in other words (paraphrase consistency)
+    split: str = ""  # dev | test (frozen: never tuned on)
 
     @property
     def kind(self) -> str:
@@ -280,6 +284,8 @@ def load_dataset(path: Path | str, corpus: Corpus) -> Dataset:
             tags=tuple(case_tags),
             history=_history(item.get("history"), f"{where}: history"),
             note=str(item.get("note") or ""),
+            group=str(item.get("group") or ""),
+            split=str(item.get("split") or ""),
         )
         if case.kind == "answer":
             if not case.sections or not case.facts:
