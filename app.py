@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     # Say something at once: the imports below (torch, Chroma, Gradio) take seconds on their own.
     print("Loading the embedding model and the local index (the first start builds it)…", flush=True)
     started = time.perf_counter()
-    from bot.engine import Companion
-    from bot.ui import build, launch_options
+    from bot.interfaces.ui import build, launch_options
+    from bot.pipeline import Companion
 
     try:
         companion = Companion(settings, progress=True)

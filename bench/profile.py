@@ -43,7 +43,7 @@ def _table(prof: cProfile.Profile, title: str, wall_s: float, calls: int, top: i
 
 def profile_answers(rounds: int) -> str:
     from bench.questions import load_questions
-    from bot.engine import Companion
+    from bot.pipeline import Companion
 
     companion = Companion(Settings.from_env(), progress=False)
     questions = load_questions()[0]
@@ -61,8 +61,8 @@ def profile_answers(rounds: int) -> str:
 
 def profile_build(scale: int) -> str:
     from bench.synth import build_corpus
-    from bot.embed import load_embeddings
-    from bot.index import build_index
+    from bot.store.embed import load_embeddings
+    from bot.store.index import build_index
 
     settings = Settings.from_env()
     work = Path(tempfile.mkdtemp(prefix="pcl-profile-"))

@@ -231,7 +231,7 @@ def render(res: dict, json_path: Path | None = None) -> str:
             "",
             f"`Companion.ask(question, history)` over {api['questions']}, {api['rounds']} rounds after a "
             "warm-up round. Per question, in rotating order: the embed-only floor "
-            "(`bot.embed.embed_query` alone), our full answer, and the tutorial baseline "
+            "(`bot.store.embed.embed_query` alone), our full answer, and the tutorial baseline "
             "(`langchain_chroma.Chroma(...).as_retriever(search_kwargs={'k': 4}).invoke(q)` over the "
             f"same Chroma store and model). Index: {api['chunks']} chunks, {api['sentences']} sentences. "
             f"{_load_line(api.get('machine_load'))}.",

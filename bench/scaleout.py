@@ -27,8 +27,8 @@ import httpx
 
 from bench.http import App, RestClient, free_port, stop_process
 from bench.questions import answer_questions, load_questions
-from bot.client import POINTER_SUFFIX, chroma_settings
 from bot.settings import REPO_ROOT, Settings
+from bot.store.chroma import POINTER_SUFFIX, chroma_settings
 
 
 class ChromaServer:

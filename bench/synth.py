@@ -14,9 +14,9 @@ import random
 import shutil
 from pathlib import Path
 
-from bot.chunk import chunk_documents
-from bot.load import load_corpus
-from bot.trials import load_trial_documents
+from bot.ingest.chunk import chunk_documents
+from bot.ingest.load import load_corpus
+from bot.ingest.trials import load_trial_documents
 
 CONDITIONS = [
     "Multiple Myeloma",

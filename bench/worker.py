@@ -41,8 +41,8 @@ def api(args) -> dict:
 
     from bench.measure import proc_status, summary
     from bench.questions import load_questions
-    from bot.embed import embed_query
-    from bot.engine import Companion
+    from bot.pipeline import Companion
+    from bot.store.embed import embed_query
 
     settings = _settings(args)
     t = time.perf_counter()
@@ -186,8 +186,8 @@ def api(args) -> dict:
 def build(args) -> dict:
     """Index build time for one corpus into an empty index folder."""
     from bench.measure import proc_status
-    from bot.embed import load_embeddings
-    from bot.index import build_index
+    from bot.store.embed import load_embeddings
+    from bot.store.index import build_index
 
     settings = _settings(args)
     t = time.perf_counter()
@@ -212,9 +212,9 @@ def query(args) -> dict:
     """Open an existing index (never rebuild) and time warm questions against it."""
     from bench.measure import proc_status, summary
     from bench.questions import answer_questions, load_questions
-    from bot.embed import embed_query
-    from bot.engine import Companion
-    from bot.index import fingerprint
+    from bot.pipeline import Companion
+    from bot.store.embed import embed_query
+    from bot.store.index import fingerprint
 
     settings = _settings(args)
     expected = fingerprint(settings)
@@ -283,11 +283,11 @@ def cold(args) -> dict:
     import langchain_huggingface  # noqa: F401
 
     t = step("import langchain_core, langchain_huggingface", t)
-    from bot.embed import embed_query, load_embeddings
-    from bot.engine import Companion  # noqa: F401
-    from bot.index import open_index
-    from bot.retrieve import HybridSearch
+    from bot.pipeline import Companion  # noqa: F401
+    from bot.retrieval.search import HybridSearch
     from bot.settings import Settings
+    from bot.store.embed import embed_query, load_embeddings
+    from bot.store.index import open_index
 
     t = step("import the rest of bot (bm25s, tiktoken, pysbd, ...)", t)
     settings = Settings.from_env()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from bot.load import load_corpus
+from bot.ingest.load import load_corpus
 from bot.reply import KINDS
 from evals.text import find, normalize, pattern
 

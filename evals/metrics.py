@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bot import messages
+from bot.answer import notices as messages
 from bot.reply import KINDS, Reply
 from bot.settings import Settings
 from evals.dataset import Case, Corpus, Fact

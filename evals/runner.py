@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 
 from tqdm import tqdm
 
-from bot.embed import embed_texts
-from bot.engine import Companion
+from bot.pipeline import Companion
 from bot.reply import Reply
 from bot.settings import Settings
+from bot.store.embed import embed_texts
 from evals import metrics
 from evals.dataset import Case, Corpus, Dataset
 from evals.text import strip_markers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import bot  # noqa: F401  (offline defaults before any other library import)
-from bot.engine import Companion
+from bot.pipeline import Companion
 from bot.settings import Settings
 
 

@@ -106,7 +106,7 @@ def shared_embeddings(model=None) -> RememberingEmbeddings:
     """
     if not _shared:
         if model is None:
-            from bot.embed import load_embeddings
+            from bot.store.embed import load_embeddings
 
             model = load_embeddings(Settings())  # the bundled model, whatever a test set in the env
         _shared.append(RememberingEmbeddings(model))
@@ -119,7 +119,7 @@ def adopt(companion) -> RememberingEmbeddings:
     they add."""
     from langchain_core.documents import Document
 
-    from bot.chunk import embedding_text
+    from bot.ingest.chunk import embedding_text
 
     shared = shared_embeddings(companion.embeddings)
     got = companion.index.chunks.get(include=["documents", "metadatas", "embeddings"])
@@ -134,21 +134,21 @@ def adopt(companion) -> RememberingEmbeddings:
 @contextlib.contextmanager
 def reusing_model() -> Iterator[None]:
     """Let `Companion(...)` and the CLI reuse the already loaded model instead of loading it again."""
-    import bot.embed
-    import bot.engine
+    import bot.pipeline
+    import bot.store.embed
 
     model = shared_embeddings()  # loaded (once) before the loaders are replaced
-    originals = bot.engine.load_embeddings, bot.embed.load_embeddings
-    bot.engine.load_embeddings = bot.embed.load_embeddings = lambda settings: model
+    originals = bot.pipeline.load_embeddings, bot.store.embed.load_embeddings
+    bot.pipeline.load_embeddings = bot.store.embed.load_embeddings = lambda settings: model
     try:
         yield
     finally:
-        bot.engine.load_embeddings, bot.embed.load_embeddings = originals
+        bot.pipeline.load_embeddings, bot.store.embed.load_embeddings = originals
 
 
 def run_cli(argv: list[str], env: dict[str, str], monkeypatch) -> int:
     """`python -m bot ...` in this process (the model already loaded), with these variables."""
-    from bot.cli import main
+    from bot.interfaces.cli import main
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -157,7 +157,7 @@ def run_cli(argv: list[str], env: dict[str, str], monkeypatch) -> int:
 
 
 def companion_for(settings: Settings):
-    from bot.engine import Companion
+    from bot.pipeline import Companion
 
     with reusing_model():
         return Companion(settings, progress=False)
@@ -318,7 +318,7 @@ def poisoned_corpus(dst: Path) -> Path:
 def own_words(reply, settings: Settings) -> str:
     """What is left of an answer after removing the fixed texts, the quoted source sentences,
     citation markers and the author framing. The bot has no words of its own: must be empty."""
-    from bot import messages
+    from bot.answer import notices as messages
 
     text = reply.answer
     fixed = [messages.medical_advice(True), messages.medical_advice(False), messages.not_found()]

@@ -170,7 +170,7 @@ def test_follow_up_resolves_it_to_the_product(companion):
 
 
 def test_standalone_question_is_not_rewritten_by_history():
-    from bot.followup import resolve
+    from bot.answer.resolve import resolve
 
     assert resolve("who can enroll in it?", [{"role": "user", "content": "Tell me about CT071"}]).endswith(
         "CT071"
@@ -314,7 +314,7 @@ def test_author_first_person_is_framed_not_spoken_by_the_bot(companion):
 
 
 def test_emergency_numbers_come_from_configuration(settings):
-    from bot.engine import Companion
+    from bot.pipeline import Companion
 
     other = settings.with_overrides(
         emergency_number="112", crisis_line="116 123", crisis_line_name="Samaritans"

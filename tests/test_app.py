@@ -17,7 +17,7 @@ from app_fixtures import AppServer, app_server
 from gradio_client import Client
 
 import app as app_module
-from bot import render, ui
+from bot.interfaces import render, ui
 from bot.reply import Citation, Reply
 from bot.settings import Settings
 
@@ -272,7 +272,7 @@ class _BrokenCompanion:
 
 
 def test_engine_failure_becomes_a_plain_sentence_not_a_trace(tmp_path) -> None:
-    from bot.feedback import FeedbackLog
+    from bot.interfaces.feedback import FeedbackLog
 
     cb = ui.ChatCallbacks(_BrokenCompanion(), FeedbackLog(tmp_path / "f.jsonl"))  # type: ignore[arg-type]
     *_, (_, chat, exchanges, _) = list(cb.respond("What is CT0596?", [], []))

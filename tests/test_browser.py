@@ -26,8 +26,8 @@ try:
 except ImportError:  # _chromium_or_skip reports it
     PlaywrightTimeout = TimeoutError
 
-from bot import ui
-from bot.feedback import FeedbackLog
+from bot.interfaces import ui
+from bot.interfaces.feedback import FeedbackLog
 from bot.settings import Settings
 
 CHROMIUM = "/usr/bin/chromium"

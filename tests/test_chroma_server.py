@@ -19,11 +19,11 @@ import chromadb
 import httpx
 import pytest
 
-from bot.client import POINTER_SUFFIX, SENTENCES_SUFFIX, chroma_settings, open_store
-from bot.engine import Companion
 from bot.errors import IndexError_
-from bot.index import open_index
+from bot.pipeline import Companion
 from bot.settings import REPO_ROOT, Settings
+from bot.store.chroma import POINTER_SUFFIX, SENTENCES_SUFFIX, chroma_settings, open_store
+from bot.store.index import open_index
 
 ARTICLE_URL = "https://healthtree.org/myeloma/community/articles/25-allo-car-t-for-pcl"
 COLLECTION = "pcl_test"
@@ -188,7 +188,7 @@ def _tiny_build(settings: Settings, fingerprint: str) -> str:
 def test_server_keeps_newest_build_per_fingerprint_and_the_one_it_replaced(
     server_settings, chroma_server, monkeypatch
 ):
-    monkeypatch.setattr("bot.client._GRACE_SECONDS", 0)
+    monkeypatch.setattr("bot.store.chroma._GRACE_SECONDS", 0)
     settings = server_settings.with_overrides(collection="pcl_gc")
     v1_first = _tiny_build(settings, "v1")
     v1_second = _tiny_build(settings, "v1")  # a rebuild of the same version

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.chunk import chunk_documents, count_tokens, split_units, units_of
-from bot.load import load_corpus
+from bot.ingest.chunk import chunk_documents, count_tokens, split_units, units_of
+from bot.ingest.load import load_corpus
 from bot.settings import REPO_ROOT
 
 

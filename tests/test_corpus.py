@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bot.errors import CorpusError
-from bot.load import load_article, load_corpus, load_glossary
+from bot.ingest.load import load_article, load_corpus, load_glossary
+from bot.ingest.trials import load_trial_documents
 from bot.settings import REPO_ROOT
-from bot.trials import load_trial_documents
 
 CORPUS = REPO_ROOT / "corpus"
 RAW = REPO_ROOT.parent / "shared" / "sources" / "healthtree-allo-car-t-pcl.raw.txt"

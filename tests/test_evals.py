@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot import messages
+from bot.answer import notices as messages
 from bot.reply import Citation, Reply, Retrieved
 from bot.settings import Settings
 from evals import __main__ as cli

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from bot.feedback import FeedbackError, FeedbackLog
+from bot.interfaces.feedback import FeedbackError, FeedbackLog
 
 FIELDS = {"ts", "question", "kind", "sources", "rating"}
 

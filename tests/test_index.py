@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import index as index_mod
-from bot.index import build_index, fingerprint, open_index
 from bot.settings import REPO_ROOT
+from bot.store import index as index_mod
+from bot.store.index import build_index, fingerprint, open_index
 
 
 @pytest.fixture()
@@ -76,7 +76,7 @@ def test_failed_build_leaves_the_current_index_in_use(tmp_settings, companion, m
 def test_sentence_vectors_match_units(companion):
     ids = [d.id for d in companion.search.docs[:5]]
     vectors = companion.index.sentence_vectors(ids)
-    from bot.chunk import units_of
+    from bot.ingest.chunk import units_of
 
     for doc in companion.search.docs[:5]:
         assert vectors[doc.id].shape == (len(units_of(doc)), 384)
@@ -88,8 +88,8 @@ def test_a_large_index_reads_whole(tmp_path):
     import chromadb
     import numpy as np
 
-    from bot.client import ChromaStore, chroma_settings
-    from bot.index import IndexHandle
+    from bot.store.chroma import ChromaStore, chroma_settings
+    from bot.store.index import IndexHandle
 
     n, per = 33_000, 2
     client = chromadb.PersistentClient(path=str(tmp_path), settings=chroma_settings())

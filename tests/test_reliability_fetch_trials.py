@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from reliability_fixtures import CORPUS, settings_for
 
-from bot.fetch_trials import main as fetch_main
-from bot.load import load_corpus
+from bot.ingest.fetch_trials import main as fetch_main
+from bot.ingest.load import load_corpus
+from bot.ingest.trials import load_trial_documents
 from bot.settings import REPO_ROOT
-from bot.trials import load_trial_documents
 
 LINKED = "NCT06333509"
 RELATED = "NCT05838131"

@@ -34,9 +34,9 @@ from reliability_fixtures import (
     store_folders,
 )
 
-from bot.client import open_local
 from bot.errors import IndexError_
-from bot.index import _open_checked, fingerprint, open_index
+from bot.store.chroma import open_local
+from bot.store.index import _open_checked, fingerprint, open_index
 
 QUESTION = "What is plasma cell leukemia?"
 
@@ -63,7 +63,7 @@ def fresh(template, tmp_path):
 def answers_from_corpus(settings, expect_notice: bool = False):
     """Start the bot as the app does and check it answers the test question with a citation."""
     bot = companion_for(settings)
-    assert bool(bot.index.notice) == expect_notice, bot.index.notice
+    assert bool(bot.store.index.notice) == expect_notice, bot.store.index.notice
     reply = bot.ask(QUESTION)
     assert_reply_is_safe(reply, settings)
     assert reply.kind == "answer", reply
@@ -79,7 +79,7 @@ def test_missing_index_folder_is_built_on_first_start(template, tmp_path):
     index = tmp_path / "not" / "there" / "yet"
     settings = settings_for(corpus, index)
     bot, _ = answers_from_corpus(settings)
-    assert bot.index.manifest["fingerprint"] == fingerprint(settings)
+    assert bot.store.index.manifest["fingerprint"] == fingerprint(settings)
     assert store_folders(index) == [current_store(index)]
 
 
@@ -185,7 +185,7 @@ def test_damaged_index_is_rebuilt_and_the_bot_answers(fresh, damage):
     damage(index / damaged)
     bot, _ = answers_from_corpus(settings)
     assert current_store(index) != damaged, "a damaged store must not stay current"
-    assert bot.index.manifest["fingerprint"] == fingerprint(settings)
+    assert bot.store.index.manifest["fingerprint"] == fingerprint(settings)
 
 
 def test_damaged_vector_segment_files_do_not_stop_answers(fresh):
@@ -207,7 +207,7 @@ def test_damaged_schema_is_an_error_not_a_process_abort(template, tmp_path):
     result = run_python(
         f"""
         import bot
-        from bot.client import open_local
+        from bot.store.chroma import open_local
         from bot.errors import IndexError_
         from bot.settings import Settings
         from pathlib import Path
@@ -232,7 +232,7 @@ def test_stale_fingerprint_rebuilds_with_the_new_content(fresh):
         "https://example.org/zorblatt",
     )
     bot = companion_for(settings)
-    assert not bot.index.notice
+    assert not bot.store.index.notice
     assert current_store(index) != old
     reply = bot.ask("What is the zorblatt marker?")
     assert reply.kind == "answer" and "zorblatt" in reply.answer.lower()
@@ -258,14 +258,14 @@ def test_disk_full_during_rebuild_keeps_the_last_good_index(fresh, monkeypatch):
     good = current_store(index)
     _make_stale(settings)
 
-    from bot import client
+    from bot.store import chroma as client
 
     def no_space(self, manifest):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(client._LocalBuild, "commit", no_space)
     bot, _ = answers_from_corpus(settings, expect_notice=True)
-    assert "disk is full" in bot.index.notice and "last good index" in bot.index.notice
+    assert "disk is full" in bot.store.index.notice and "last good index" in bot.store.index.notice
     assert current_store(index) == good
     assert store_folders(index) == [good], "the half-built store must be removed"
 
@@ -284,7 +284,7 @@ def test_file_size_limit_during_rebuild_keeps_the_last_good_index(fresh):
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, limit)
         signal.signal(signal.SIGXFSZ, handler)
-    assert "Could not rebuild the search index" in bot.index.notice
+    assert "Could not rebuild the search index" in bot.store.index.notice
     assert current_store(index) == good and store_folders(index) == [good]
     reply = bot.ask(QUESTION)
     assert reply.kind == "answer" and reply.citations
@@ -311,7 +311,7 @@ def test_real_full_disk_during_rebuild_keeps_the_last_good_index(template, tmp_p
     settings = settings_for(corpus, index)
     _make_stale(settings)
     bot, _ = answers_from_corpus(settings, expect_notice=True)
-    assert "disk is full" in bot.index.notice
+    assert "disk is full" in bot.store.index.notice
     assert current_store(index) == good and store_folders(index) == [good]
 
 
@@ -324,7 +324,7 @@ def test_failed_rebuild_over_a_damaged_store_restores_the_previous_one(fresh, mo
     assert damaged != previous
     _truncate_database(index / damaged)
 
-    from bot import client
+    from bot.store import chroma as client
 
     def no_space(self, manifest):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -332,13 +332,13 @@ def test_failed_rebuild_over_a_damaged_store_restores_the_previous_one(fresh, mo
     monkeypatch.setattr(client._LocalBuild, "commit", no_space)
     bot, _ = answers_from_corpus(settings, expect_notice=True)
     assert current_store(index) == previous, "the last good store must become current again"
-    assert bot.index.store.location.endswith(previous)
+    assert bot.store.index.store.location.endswith(previous)
 
 
 def test_no_good_index_and_a_failed_build_is_one_clear_error(template, tmp_path, monkeypatch):
     corpus = Path(shutil.copytree(template[0], tmp_path / "corpus"))
     settings = settings_for(corpus, tmp_path / "index")
-    from bot import client
+    from bot.store import chroma as client
 
     def no_space(self, manifest):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -359,7 +359,7 @@ import json, logging, os, signal, sys, time
 from pathlib import Path
 import bot
 from bot.settings import Settings
-import bot.index as index
+import bot.store.index as index
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 settings = Settings.from_env()
@@ -390,8 +390,8 @@ def _model_vectors(settings, path: Path) -> Path:
     The child processes below test locking and crashes, not the model: handing them the
     model's vectors saves loading it twice more on a 2-core machine.
     """
-    from bot.chunk import chunk_documents, embedding_text, units_of
-    from bot.load import load_corpus
+    from bot.ingest.chunk import chunk_documents, embedding_text, units_of
+    from bot.ingest.load import load_corpus
 
     chunks = chunk_documents(
         load_corpus(settings.corpus_dir), settings.chunk_tokens, settings.chunk_overlap_tokens

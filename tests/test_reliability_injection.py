@@ -26,8 +26,8 @@ from reliability_fixtures import (
     settings_for,
 )
 
-from bot import render
-from bot.triage import looks_planted
+from bot.interfaces import render
+from bot.safety.screen import looks_planted
 
 
 def b64(text: str) -> str:

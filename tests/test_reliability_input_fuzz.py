@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from reliability_fixtures import VALID_KINDS, adopt, assert_inert, assert_reply_is_safe, run_cli
 
-from bot import render
+from bot.interfaces import render
 
 REAL = [
     "What is CT0596?",

@@ -105,7 +105,7 @@ def test_telemetry_and_analytics_are_off(app, traffic, settings):
     assert os.environ["ANONYMIZED_TELEMETRY"] == "False"
     assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
     assert os.environ["HF_HUB_OFFLINE"] == "1"
-    from bot.client import chroma_settings
+    from bot.store.chroma import chroma_settings
 
     assert chroma_settings().anonymized_telemetry is False
 
@@ -119,7 +119,7 @@ def test_a_loaded_index_uses_a_client_without_telemetry(companion):
 
 def test_an_internal_fault_shows_a_plain_sentence(companion, monkeypatch, caplog):
     """A fault deep in retrieval (with a file path in its message) on a real Gradio server."""
-    from bot import ui
+    from bot.interfaces import ui
 
     def broken_search(*args, **kwargs):
         raise RuntimeError(f"disk I/O error in {companion.settings.index_dir}/chroma.sqlite3")

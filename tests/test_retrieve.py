@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.embed import embed_query
+from bot.store.embed import embed_query
 
 
 @pytest.mark.parametrize(

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from bot.errors import CorpusError
+from bot.ingest.trials import NCT_ID, RECORD_URL, render_sections, validate_study
 from bot.settings import Settings
-from bot.trials import NCT_ID, RECORD_URL, render_sections, validate_study
 
 DEFAULT_BASE_URL = "https://clinicaltrials.gov/api/v2"
 MAX_BYTES = 20_000_000  # a study record is well under 1 MB; more means something else answered

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.chunk import Unit, units_of
-from bot.lexicon import ABOUT_THE_SOURCES, QueryTerms
+from bot.ingest.chunk import Unit, units_of
 from bot.reply import Citation
-from bot.retrieve import Hit, tokenize
-from bot.triage import looks_planted
+from bot.retrieval.lexicon import ABOUT_THE_SOURCES, QueryTerms
+from bot.retrieval.search import Hit, tokenize
+from bot.safety.screen import looks_planted
 
 _ANAPHOR = re.compile(r"^(This|These|That|Those|It|Its|They|Their|Both|Such|To address this|Still|However)\b")
 _FIRST_PERSON = re.compile(r"\b(I|I'm|I've|me|my|My|we|We|us|our|Our)\b")

@@ -14,7 +14,7 @@ import yaml
 from langchain_core.documents import Document
 
 from bot.errors import CorpusError
-from bot.trials import load_trial_documents
+from bot.ingest.trials import load_trial_documents
 
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
 _HEADING = re.compile(r"^(#{1,6})\s+(.*\S)\s*$", re.MULTILINE)

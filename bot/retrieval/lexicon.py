@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from bot.retrieve import STOPWORDS, identifiers, stem, tokenize
+from bot.retrieval.search import STOPWORDS, identifiers, stem, tokenize
 
 _WORD = re.compile(r"[a-z0-9]+")
 # A question about the sources themselves ("What is this article about?", "the press release").

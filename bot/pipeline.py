@@ -11,16 +11,16 @@ import logging
 import time
 from collections.abc import Sequence
 
-from bot import messages
-from bot.compose import compose
-from bot.embed import embed_query, load_embeddings
-from bot.followup import resolve
-from bot.index import open_index
-from bot.lexicon import Lexicon
+from bot.answer import notices as messages
+from bot.answer.compose import compose
+from bot.answer.resolve import resolve
 from bot.reply import Reply, Retrieved
-from bot.retrieve import HybridRetriever, HybridSearch
+from bot.retrieval.lexicon import Lexicon
+from bot.retrieval.search import HybridRetriever, HybridSearch
+from bot.safety.screen import EMERGENCY, INVALID, MEDICAL_ADVICE, OUT_OF_SCOPE, in_domain, triage
 from bot.settings import Settings
-from bot.triage import EMERGENCY, INVALID, MEDICAL_ADVICE, OUT_OF_SCOPE, in_domain, triage
+from bot.store.embed import embed_query, load_embeddings
+from bot.store.index import open_index
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The Gradio chat page: layout and callbacks. Every answer comes from `Companion.ask`.
 
 Callbacks only move text between the page and the engine: the engine decides what to say,
-`bot.render` decides how it looks, `bot.feedback` keeps the ratings. The only public API
+`bot.interfaces.render` decides how it looks, `bot.interfaces.feedback` keeps the ratings. The only public API
 endpoint is `/chat` (plain text in, the whole reply as plain text out); the page's own
 callbacks are private so API clients see one clear entry point.
 """
@@ -16,9 +16,9 @@ from typing import Any
 
 import gradio as gr
 
-from bot import render
-from bot.engine import Companion
-from bot.feedback import FeedbackError, FeedbackLog
+from bot.interfaces import render
+from bot.interfaces.feedback import FeedbackError, FeedbackLog
+from bot.pipeline import Companion
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from bot.triage import has_control_chars
+from bot.safety.screen import has_control_chars
 
 _NUM = {"one": "1", "first": "1", "1st": "1", "two": "2", "second": "2", "2nd": "2"}
 _ENTITY = re.compile(

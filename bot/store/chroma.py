@@ -91,10 +91,12 @@ def _get(client, name: str):
 # ---------------------------------------------------------------- opening the current index
 
 
-def open_current(settings: Settings) -> tuple[ChromaStore, dict]:
-    """The store in use and its manifest; IndexError_ when there is none or it is unreadable."""
+def open_current(settings: Settings, fingerprint: str) -> tuple[ChromaStore, dict]:
+    """The store in use and its manifest; IndexError_ when there is none or it is unreadable.
+
+    `fingerprint` picks this corpus's build on a shared server (rolling deploys)."""
     if settings.chroma_host:
-        return open_server(settings)
+        return open_server(settings, fingerprint)
 
     root = Path(settings.index_dir)
     pointer = root / "CURRENT"
@@ -121,11 +123,9 @@ def open_local(settings: Settings, folder: Path) -> tuple[ChromaStore, dict]:
     return ChromaStore(client, chunks, sentences, str(folder)), manifest
 
 
-def open_server(settings: Settings) -> tuple[ChromaStore, dict]:
+def open_server(settings: Settings, fingerprint: str) -> tuple[ChromaStore, dict]:
     """The build made for this corpus and code (its fingerprint) if the server has one, else the
     newest build (which the caller then finds stale); each checked against its manifest."""
-    from bot.index import fingerprint  # bot.index imports this module
-
     client = _server_client(settings)
     url = _server_url(settings)
     try:
@@ -134,7 +134,7 @@ def open_server(settings: Settings) -> tuple[ChromaStore, dict]:
         raise IndexError_(f"No index on the Chroma server at {url} yet") from None
     try:
         meta = pointer.metadata or {}
-        entry = meta.get(_FP_KEY + fingerprint(settings))
+        entry = meta.get(_FP_KEY + fingerprint)
         build = json.loads(entry)["build"] if entry else meta["build"]
         chunks = _get(client, build)
         sentences = _get(client, build + SENTENCES_SUFFIX)
@@ -312,6 +312,6 @@ class _ServerBuild:
                     self.store.client.delete_collection(name)
 
 
-def open_store(settings: Settings, fresh: bool = True) -> _LocalBuild | _ServerBuild:
+def open_store(settings: Settings) -> _LocalBuild | _ServerBuild:
     """A build context: `with open_store(s) as b: ...write b.store...; b.commit(manifest)`."""
     return _ServerBuild(settings) if settings.chroma_host else _LocalBuild(settings)

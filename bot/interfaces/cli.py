@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         if args.command == "fetch-trials":
-            from bot.fetch_trials import main as fetch_main
+            from bot.ingest.fetch_trials import main as fetch_main
 
             return fetch_main(
                 settings,
@@ -89,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                 retries=args.retries,
             )
 
-        from bot.engine import Companion
+        from bot.pipeline import Companion
 
         if args.command == "index":
-            from bot.embed import load_embeddings
-            from bot.index import describe, open_index
+            from bot.store.embed import load_embeddings
+            from bot.store.index import describe, open_index
 
             # A maintainer asked for this build: report a failure (exit 2) instead of serving
             # the last good index as the app does.

@@ -17,8 +17,6 @@ import errno
 import hashlib
 import json
 import logging
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,15 +26,15 @@ from filelock import FileLock
 from langchain_core.documents import Document
 from tqdm import tqdm
 
-from bot import chunk as chunk_module
-from bot import load as load_module
-from bot import trials as trials_module
-from bot.chunk import ENCODING, chunk_documents, embedding_text, units_of
-from bot.client import ChromaStore, open_store
-from bot.embed import embed_texts, model_id
 from bot.errors import CorpusError, IndexError_
-from bot.load import corpus_files, load_corpus
+from bot.ingest import chunk as chunk_module
+from bot.ingest import load as load_module
+from bot.ingest import trials as trials_module
+from bot.ingest.chunk import ENCODING, chunk_documents, embedding_text, units_of
+from bot.ingest.load import corpus_files, load_corpus
 from bot.settings import Settings
+from bot.store.chroma import ChromaStore, open_current, open_local, open_store, point_current, previous_local
+from bot.store.embed import embed_texts, model_id
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +156,7 @@ def build_index(settings: Settings, embeddings, progress: bool = True) -> dict:
         "sources": sorted({d.metadata["source_id"] for d in docs}),
         "chunks": len(chunks),
     }
-    with open_store(settings, fresh=True) as builder:
+    with open_store(settings) as builder:
         manifest["sentences"] = _write_collections(builder.store, chunks, embeddings, progress)
         manifest["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         manifest["build_seconds"] = round(time.perf_counter() - started, 3)
@@ -200,17 +198,20 @@ def open_index(
         why = "a rebuild was requested"
         if not rebuild or fallback:
             try:
-                current = _open_checked(settings, _open_current)
+                current = _open_checked(settings, lambda s: open_current(s, fp))
                 if not rebuild and current.manifest.get("fingerprint") == fp:
                     return current
                 if not rebuild:
                     why = "the index is stale (corpus, model or chunking changed)"
             except IndexError_ as exc:
                 why = str(exc)
-        log.warning("%s: rebuilding the index", why)
+        if current is None and not Path(root / "CURRENT").exists() and not settings.chroma_host:
+            log.info("building the search index for the first time")
+        else:
+            log.warning("%s: rebuilding the index", why)
         try:
             build_index(settings, embeddings, progress=progress)
-            return _open_checked(settings, _open_current)
+            return _open_checked(settings, lambda s: open_current(s, fp))
         except _NEVER_CAUGHT:
             raise
         except BaseException as exc:  # noqa: BLE001 - Chroma's Rust core panics with a BaseException
@@ -258,8 +259,6 @@ def _last_good(settings: Settings, current: IndexHandle | None) -> IndexHandle |
         return current
     if settings.chroma_host:
         return None
-    from bot.client import open_local, point_current, previous_local
-
     folder = previous_local(settings)
     if folder is None:
         return None
@@ -302,27 +301,5 @@ def _fix_for(exc: BaseException) -> str:
     return "Run `python -m bot index --rebuild` to try again."
 
 
-def _open_current(settings: Settings) -> tuple[ChromaStore, dict]:
-    from bot.client import open_current
-
-    return open_current(settings)
-
-
-def remove_index(settings: Settings) -> None:
-    """Delete the local store (tests, `index --rebuild` from scratch)."""
-    shutil.rmtree(settings.index_dir, ignore_errors=True)
-
-
 def describe(manifest: dict) -> str:
     return json.dumps(manifest, indent=2, sort_keys=True)
-
-
-__all__ = [
-    "IndexHandle",
-    "build_index",
-    "describe",
-    "fingerprint",
-    "open_index",
-    "remove_index",
-    "os",
-]

@@ -21,9 +21,9 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from bot.chunk import embedding_text
-from bot.embed import embed_query
-from bot.index import IndexHandle
+from bot.ingest.chunk import embedding_text
+from bot.store.embed import embed_query
+from bot.store.index import IndexHandle
 
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
 
