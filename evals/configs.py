@@ -42,33 +42,38 @@ def settings_for(name: str, base: Settings | None = None) -> Settings:
         raise ConfigError(f"unknown config {name!r}; choose one of: {', '.join(CONFIGS)}")
     base = base or Settings.from_env()
     s = base.with_overrides(**CONFIGS[name])
-    if (s.chunk_tokens, s.chunk_overlap_tokens) != (base.chunk_tokens, base.chunk_overlap_tokens):
-        suffix = f"chunk-{s.chunk_tokens}" + (f"-o{s.chunk_overlap_tokens}" if s.chunk_overlap_tokens else "")
-        s = s.with_overrides(index_dir=Path(base.index_dir) / "ablations" / suffix)
+    if (s.index.chunk_tokens, s.index.chunk_overlap_tokens) != (
+        base.index.chunk_tokens,
+        base.index.chunk_overlap_tokens,
+    ):
+        suffix = f"chunk-{s.index.chunk_tokens}" + (
+            f"-o{s.index.chunk_overlap_tokens}" if s.index.chunk_overlap_tokens else ""
+        )
+        s = s.with_overrides(index_dir=Path(base.index.index_dir) / "ablations" / suffix)
     return s
 
 
 def describe(s: Settings) -> str:
     return (
-        f"retrieval={s.retrieval_mode} chunk={s.chunk_tokens} overlap={s.chunk_overlap_tokens} "
-        f"top_k={s.top_k} candidates={s.candidate_k} rrf_k={s.rrf_k} max_sentences={s.max_sentences} "
-        f"min_evidence={s.min_evidence} followups={'on' if s.resolve_followups else 'off'}"
+        f"retrieval={s.retrieval.mode} chunk={s.index.chunk_tokens} overlap={s.index.chunk_overlap_tokens} "
+        f"top_k={s.retrieval.top_k} candidates={s.retrieval.candidate_k} rrf_k={s.retrieval.rrf_k} max_sentences={s.answer.max_sentences} "
+        f"min_evidence={s.answer.min_evidence} followups={'on' if s.answer.resolve_followups else 'off'}"
     )
 
 
 def fingerprint(s: Settings) -> tuple:
     """What makes two configurations produce the same replies (to run duplicates once)."""
     return (
-        s.retrieval_mode,
-        s.chunk_tokens,
-        s.chunk_overlap_tokens,
-        s.top_k,
-        s.candidate_k,
-        s.rrf_k,
-        s.max_sentences,
-        s.min_evidence,
-        s.resolve_followups,
-        str(s.index_dir),
-        s.corpus_dir,
-        s.embed_model,
+        s.retrieval.mode,
+        s.index.chunk_tokens,
+        s.index.chunk_overlap_tokens,
+        s.retrieval.top_k,
+        s.retrieval.candidate_k,
+        s.retrieval.rrf_k,
+        s.answer.max_sentences,
+        s.answer.min_evidence,
+        s.answer.resolve_followups,
+        str(s.index.index_dir),
+        s.index.corpus_dir,
+        s.index.embed_model,
     )

@@ -15,79 +15,75 @@ Every check works on the typed Reply, never on rendered text a person sees:
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bot.answer import notices as messages
-from bot.reply import KINDS, Reply
+from bot.answer import notices
+from bot.reply import KINDS, Quote, Reply, plain_text, quote_text
+from bot.safety import replies
 from bot.settings import Settings
 from evals.dataset import Case, Corpus, Fact
-from evals.text import MARKER, normalize, strip_markers
+from evals.text import normalize, strip_markers
 
-REFUSALS = ("out_of_scope", "medical_advice", "emergency", "invalid")
+REFUSALS = ("out_of_scope", "medical_advice", "emergency", "invalid", "support")
 QUOTING_KINDS = ("answer", "medical_advice")
-_FRAMED = re.compile(r"^The author(?:, (?P<who>[^,“”]+),)? writes: “(?P<text>.*)”$", re.DOTALL)
-_QUOTED = re.compile(r"^“(?P<text>.*)”$", re.DOTALL)
-_CLAIM_SPLIT = re.compile(r"((?:\s*\[\d+\])+)")
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A stretch of answer text and the citation numbers marked right after it."""
+    """One quoted sentence of a reply and the citation it marks."""
 
-    raw: str
-    text: str  # the source words, framing removed
+    raw: str  # as shown, framing included
+    text: str  # the source words
     author: str  # who the framing attributes it to ("" when unframed)
     markers: tuple[int, ...]
 
 
-def medical_advice_prefaces() -> tuple[str, ...]:
-    return (messages.medical_advice(True), messages.medical_advice(False))
+def claims(reply: Reply) -> list[Claim]:
+    out = []
+    for q in reply.quotes:
+        author = ""
+        if q.speaker:
+            who = q.speaker.removeprefix("The author").strip(" ,")
+            author = who or "the author"
+        out.append(Claim(quote_text(q), q.text, author, (q.n,)))
+    return out
 
 
 def answer_body(reply: Reply) -> str:
-    """The part of the answer that quotes sources (the medical-advice preface removed)."""
-    text = reply.answer
+    """The quoting part of the answer, as a person reads it, with [n] markers."""
+    return " ".join(f"{c.raw} [{c.markers[0]}]" for c in claims(reply))
+
+
+def fact_text(reply: Reply) -> str:
+    """Where required facts are looked for: the quotes of a medical-advice reply (its care-team
+    notice does not count), the whole reply otherwise."""
     if reply.kind == "medical_advice":
-        for preface in medical_advice_prefaces():
-            if text.startswith(preface):
-                return text[len(preface) :].strip()
-    return text
+        return answer_body(reply)
+    return plain_text(reply.parts)
 
 
-def fixed_texts(reply: Reply, settings: Settings) -> set[str]:
-    """What the bot may say in its own voice for this kind of reply."""
+def allowed_notices(reply: Reply, settings: Settings) -> set:
+    """What the bot may say in its own voice for this kind of reply (exact parts)."""
+    s = settings.safety
     if reply.kind == "emergency":
-        return {messages.emergency(settings, reply.reason)}
+        cat = reply.reason
+        if cat == "symptoms":
+            return {replies.symptoms(s, True), replies.symptoms(s, False)}
+        return (
+            {replies.for_category(cat, s)} if cat in ("self_harm", "poisoning", "harm_to_others") else set()
+        )
+    if reply.kind == "support":
+        return {replies.support()}
     if reply.kind == "out_of_scope":
-        return {messages.out_of_scope(reply.reason)}
+        return {notices.out_of_scope(reply.reason)}
     if reply.kind == "not_found":
-        return {messages.not_found()}
+        return {notices.not_found()}
     if reply.kind == "invalid":
-        return {messages.invalid(reply.reason, settings, len(reply.question))}
+        return {notices.invalid(reply.reason, s, len(reply.question))}
+    if reply.kind == "medical_advice":
+        return set(replies.decision(True))
     return set()
-
-
-def split_claims(answer: str) -> list[Claim]:
-    parts = _CLAIM_SPLIT.split(answer)
-    claims = []
-    for i in range(0, len(parts), 2):
-        raw = parts[i].strip()
-        raw = re.sub(r"^[-*]\s+", "", raw)
-        marks = tuple(int(n) for n in MARKER.findall(parts[i + 1])) if i + 1 < len(parts) else ()
-        if not raw:
-            continue
-        text, author = raw, ""
-        framed = _FRAMED.match(raw)
-        if framed:
-            text, author = framed.group("text"), framed.group("who") or "the author"
-        else:
-            quoted = _QUOTED.match(raw)
-            if quoted:
-                text = quoted.group("text")
-        claims.append(Claim(raw, text, author, marks))
-    return claims
 
 
 @dataclass
@@ -103,16 +99,18 @@ class Grounding:
 
 def check_grounding(reply: Reply, corpus: Corpus, settings: Settings) -> Grounding:
     g = Grounding()
+    own = [p for p in reply.parts if not isinstance(p, Quote)]
+    allowed = allowed_notices(reply, settings)
     if reply.kind not in QUOTING_KINDS:
         g.units = 1
-        if reply.answer in fixed_texts(reply, settings) and not reply.citations:
+        if own and all(p in allowed for p in own) and not reply.quotes and not reply.citations:
             g.grounded = 1
         else:
-            g.problems.append(f"{reply.kind} reply is not one of the fixed texts of bot/messages.py")
+            g.problems.append(f"{reply.kind} reply is not made of its fixed texts only")
         return g
-    if reply.kind == "medical_advice" and not reply.answer.startswith(medical_advice_prefaces()):
+    if any(p not in allowed for p in own):
         g.units += 1
-        g.problems.append("medical_advice reply does not start with the fixed preface")
+        g.problems.append(f"{reply.kind} reply has words of its own that are not its fixed texts")
     by_n = {c.n: c for c in reply.citations}
     for c in reply.citations:
         section = corpus.text(c.source_id, c.section)
@@ -121,13 +119,15 @@ def check_grounding(reply: Reply, corpus: Corpus, settings: Settings) -> Groundi
                 f"citation [{c.n}] names a section not in the corpus: {c.source_id}/{c.section}"
             )
             continue
-        for s in c.sentences or (c.quote,):
-            if normalize(s) not in section:
-                g.problems.append(f"citation [{c.n}] quote is not word for word in {c.section!r}: {s[:80]!r}")
-    claims = split_claims(answer_body(reply))
-    if reply.kind == "answer" and not claims:
+        for sent in c.sentences or (c.quote,):
+            if normalize(sent) not in section:
+                g.problems.append(
+                    f"citation [{c.n}] quote is not word for word in {c.section!r}: {sent[:80]!r}"
+                )
+    cs = claims(reply)
+    if reply.kind == "answer" and not cs:
         g.problems.append("answer has no cited sentence")
-    for claim in claims:
+    for claim in cs:
         g.units += 1
         if claim.author and not _author_ok(claim, by_n, corpus):
             g.problems.append(f"framing names {claim.author!r}, who is not the cited source's author")
@@ -171,16 +171,15 @@ def check_citations(facts: Sequence[Fact], reply: Reply, corpus: Corpus) -> Cita
     out = CitationCheck()
     if reply.kind not in QUOTING_KINDS:
         return out
-    body = answer_body(reply)
-    plain = strip_markers(body)
-    claims = split_claims(body)
+    cs = claims(reply)
+    plain = " ".join(c.raw for c in cs)
     by_n = {c.n: c for c in reply.citations}
     for fact in facts:
         alt = fact.find(plain)
         if alt is None:
             continue
         out.found += 1
-        if any(_supports(claim, alt, by_n, corpus) for claim in claims):
+        if any(_supports(claim, alt, by_n, corpus) for claim in cs):
             out.supported += 1
         else:
             out.unsupported.append(fact.label)
@@ -216,7 +215,7 @@ def cosine(a, b) -> float:
 
 def similarity_text(reply: Reply) -> str:
     """The answer as a person reads it, minus markers, framing and the medical-advice preface."""
-    return " ".join(c.text for c in split_claims(answer_body(reply))) or strip_markers(reply.answer)
+    return " ".join(c.text for c in claims(reply)) or strip_markers(reply.answer)
 
 
 # ---------------------------------------------------------------------------------------------

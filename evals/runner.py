@@ -15,7 +15,6 @@ from tqdm import tqdm
 from bot.pipeline import Companion
 from bot.reply import Reply
 from bot.settings import Settings
-from bot.store.embed import embed_texts
 from evals import metrics
 from evals.dataset import Case, Corpus, Dataset
 from evals.text import strip_markers
@@ -57,7 +56,7 @@ def case_json(case: Case) -> dict:
 
 
 def reply_json(reply: Reply) -> dict:
-    d = asdict(reply)
+    d = reply.as_dict()
     d["retrieved"] = [asdict(r) if not isinstance(r, dict) else r for r in reply.retrieved]
     d["citations"] = [asdict(c) if not isinstance(c, dict) else c for c in reply.citations]
     d["latency_ms"] = round(reply.latency_ms, 2)
@@ -74,7 +73,7 @@ def score_case(
     similarity: float | None = None,
 ) -> dict:
     """Every verdict for one case; `passed` is what a person would call a correct reply."""
-    plain = strip_markers(metrics.answer_body(reply))
+    plain = strip_markers(metrics.fact_text(reply))
     kind_ok = reply.kind in case.kinds
     missing = [f.label for f in case.facts if f.find(plain) is None]
     forbidden_hits = [f.label for f in (*case.forbidden, *always_forbidden) if f.find(reply.answer)]
@@ -122,7 +121,7 @@ def diagnose(case: Case, reply: Reply, v: dict, settings: Settings) -> str:
         if reply.reason:
             why += f" (triage: {reply.reason})"
         elif reply.kind == "not_found" or case.kind == "not_found":
-            why += f" (evidence {reply.evidence:.2f} vs min {settings.min_evidence:.2f})"
+            why += f" (evidence {reply.evidence:.2f} vs min {settings.answer.min_evidence:.2f})"
         notes.append(why)
     if v["missing_facts"] and v["kind_ok"]:
         notes.append(f"missing fact(s): {'; '.join(v['missing_facts'])}")
@@ -136,7 +135,7 @@ def diagnose(case: Case, reply: Reply, v: dict, settings: Settings) -> str:
         notes.append("disclaimer missing or changed")
     if v["retrieval_rank"] is None and (reply.retrieved or case.kind == "answer"):
         got = ", ".join(f"{r.source_id}/{r.section}" for r in reply.retrieved[:4]) or "nothing retrieved"
-        notes.append(f"expected section not in top-{settings.top_k} (got {got})")
+        notes.append(f"expected section not in top-{settings.retrieval.top_k} (got {got})")
     return "; ".join(notes)
 
 
@@ -172,7 +171,7 @@ def _similarities(bot: Companion, cases: Sequence[Case], replies: Sequence[Reply
     if not idx:
         return [None] * len(cases)
     texts = [metrics.similarity_text(replies[i]) for i in idx] + [cases[i].reference for i in idx]
-    vecs = embed_texts(bot.embeddings, texts)
+    vecs = bot.embedder.embed_many(texts)
     out: list[float | None] = [None] * len(cases)
     for j, i in enumerate(idx):
         out[i] = round(metrics.cosine(vecs[j], vecs[len(idx) + j]), 4)

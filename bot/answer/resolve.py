@@ -140,3 +140,13 @@ def resolve(question: str, history: Sequence[dict] | None) -> str:
     if last and (_REFERS_BACK.search(question) or ellipsis or bare):
         return f"{question} {last}"
     return question
+
+
+class Resolve:
+    """Resolve stage: the question with what it refers to made explicit."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, q) -> None:
+        q.resolved = resolve(q.cleaned, list(q.history)) if self.enabled else q.cleaned

@@ -43,7 +43,7 @@ def main(
     backoff: float = 1.0,
 ) -> int:
     """Refresh the given studies (default: every snapshot in corpus/trials); 0 if all succeeded."""
-    trials_dir = Path(settings.corpus_dir) / "trials"
+    trials_dir = Path(settings.index.corpus_dir) / "trials"
     ids = list(nct_ids or sorted(p.stem for p in trials_dir.glob("*.json")))
     if not ids:
         print(

@@ -44,7 +44,9 @@ def _print_reply(reply) -> None:
 
 def _batch(companion, path: Path) -> int:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # JSON Lines end at "\n" only: str.splitlines() also breaks at U+2028 and friends, which
+        # may stand raw inside a JSON string, and would cut that line and lose the rest.
+        lines = path.read_text(encoding="utf-8").split("\n")
     except OSError as exc:
         raise SystemExit(f"Cannot read {path}: {exc.strerror}. Check the path.") from None
     for lineno, line in enumerate(lines, start=1):

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import nh3
 
-from bot.reply import Citation, Reply
+from bot.reply import Citation, Notice, Part, Quote, Reply, quote_text
 
 EMERGENCY = "emergency"
 
@@ -38,8 +38,6 @@ _INLINE = re.compile(
     r"|\*\*(?P<bold>.+?)\*\*"
     r"|\[(?P<cite>\d{1,2})\]"
 )
-# Where a sentence of an answer ends: after its [n] marker or its final punctuation.
-_SENTENCE_END = re.compile(r"(?:\[\d{1,2}\]|[.!?][”\"’)]*(?:\*\*)?(?!\s*\[\d))(?=\s)")
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -50,7 +48,7 @@ def _clean(fragment: str) -> str:
         fragment,
         tags=_ALLOWED_TAGS,
         attributes=_ALLOWED_ATTRS,
-        url_schemes={"https", "http", "tel"},
+        url_schemes={"https", "http", "tel", "sms"},
         link_rel="noopener noreferrer",
     )
 
@@ -82,30 +80,53 @@ def inline(text: str, cites: frozenset[int] = frozenset()) -> str:
     return "".join(out)
 
 
-def answer_html(markdown: str, cites: frozenset[int] = frozenset()) -> str:
-    """The engine's small Markdown (paragraphs, "- " list lines, **bold**, [n]) as HTML."""
+def _notice_html(n: Notice) -> str:
+    head = f"<strong>{html.escape(n.headline)}</strong> " if n.headline else ""
+    return f'<p class="pcl-notice pcl-tone-{n.tone}">{head}{html.escape(n.text)}</p>'
+
+
+def _quote_html(q: Quote, cites: frozenset[int]) -> str:
+    cite = f' <span class="pcl-cite">[{q.n}]</span>' if q.n in cites else ""
+    return inline(quote_text(q)) + cite
+
+
+def parts_html(parts: tuple[Part, ...], cites: frozenset[int] = frozenset()) -> str:
+    """Notices, framing and quotes as HTML: a block's quotes form one paragraph, list items a list."""
     blocks: list[str] = []
-    for para in re.split(r"\n\s*\n", markdown.strip()):
-        text: list[str] = []
-        items: list[str] = []
-        for line in (ln.strip() for ln in para.splitlines()):
-            if not line:
-                continue
-            is_item = line.startswith(("- ", "* "))
-            if is_item and text:
-                blocks.append(f"<p>{inline(' '.join(text), cites)}</p>")
-                text = []
-            if not is_item and items:
-                blocks.append(f"<ul>{''.join(items)}</ul>")
-                items = []
-            if is_item:
-                items.append(f"<li>{inline(line[2:], cites)}</li>")
-            else:
-                text.append(line)
+    text: list[str] = []
+    items: list[str] = []
+    current = None
+
+    def flush() -> None:
         if text:
-            blocks.append(f"<p>{inline(' '.join(text), cites)}</p>")
+            blocks.append(f"<p>{' '.join(text)}</p>")
+            text.clear()
         if items:
             blocks.append(f"<ul>{''.join(items)}</ul>")
+            items.clear()
+
+    for p in parts:
+        if isinstance(p, Quote):
+            if current is not None and p.block != current:
+                flush()
+            current = p.block
+            if p.list_item:
+                if text:
+                    blocks.append(f"<p>{' '.join(text)}</p>")
+                    text.clear()
+                items.append(f"<li>{_quote_html(p, cites)}</li>")
+            else:
+                if items:
+                    blocks.append(f"<ul>{''.join(items)}</ul>")
+                    items.clear()
+                text.append(_quote_html(p, cites))
+            continue
+        flush()
+        current = None
+        blocks.append(
+            _notice_html(p) if isinstance(p, Notice) else f'<p class="pcl-framing">{html.escape(p.text)}</p>'
+        )
+    flush()
     return "".join(blocks)
 
 
@@ -179,20 +200,24 @@ def sources_html(citations: tuple[Citation, ...]) -> str:
     )
 
 
-def _call_links(guidance: str) -> str:
-    """Tap-to-call buttons for the numbers the emergency guidance names (from Settings)."""
-    numbers = dict.fromkeys(re.findall(r"\*\*(\d{3,15})\*\*", guidance))
-    links = "".join(f'<a class="pcl-call" href="tel:{n}">Call {n}</a>' for n in numbers)
+def _actions_html(parts: tuple[Part, ...]) -> str:
+    """Tap-to-call and tap-to-text buttons for the numbers a notice offers (from Settings)."""
+    actions = [a for p in parts if isinstance(p, Notice) for a in p.actions]
+    links = "".join(
+        f'<a class="pcl-call pcl-action-{a.kind}" href="{html.escape(a.href, quote=True)}">{html.escape(a.label)}</a>'
+        for a in dict.fromkeys(actions)
+    )
     return f'<p class="pcl-calls">{links}</p>' if links else ""
 
 
-def reply_html(reply: Reply, answer: str | None = None, final: bool = True) -> str:
-    """One assistant bubble. `answer` is a prefix of reply.answer while streaming."""
+def reply_html(reply: Reply, shown: int | None = None, final: bool = True) -> str:
+    """One assistant bubble. `shown` is how many parts to show while streaming."""
     cites = frozenset(c.n for c in reply.citations)
-    body = answer_html(reply.answer if answer is None else answer, cites)
+    parts = reply.parts if shown is None else reply.parts[:shown]
+    body = parts_html(parts, cites)
     classes = f"pcl-reply pcl-kind-{reply.kind}"
     if reply.kind == EMERGENCY:
-        body = f'<p class="pcl-alert-label"><span aria-hidden="true">⚠</span> Urgent</p>{body}{_call_links(reply.answer)}'
+        body = f'<p class="pcl-alert-label"><span aria-hidden="true">⚠</span> Urgent</p>{body}{_actions_html(reply.parts)}'
         opening = f'<div class="{classes} pcl-emergency" role="alert">'
     else:
         opening = f'<div class="{classes}">'
@@ -205,14 +230,14 @@ def reply_html(reply: Reply, answer: str | None = None, final: bool = True) -> s
 
 
 def stream_html(reply: Reply) -> Iterator[str]:
-    """The bubble sentence by sentence, then whole with Sources and disclaimer.
+    """The bubble part by part, then whole with Sources and disclaimer.
 
     The engine composes the answer at once; showing it progressively lets a person start reading
     while the rest appears, like any chat. Emergency guidance is shown whole, straight away.
     """
     if reply.kind != EMERGENCY:
-        for m in _SENTENCE_END.finditer(reply.answer):
-            yield reply_html(reply, reply.answer[: m.end()], final=False)
+        for shown in range(1, len(reply.parts)):
+            yield reply_html(reply, shown, final=False)
     yield reply_html(reply)
 
 

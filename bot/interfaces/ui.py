@@ -54,7 +54,7 @@ class ChatCallbacks:
     def __init__(self, companion: Companion, feedback: FeedbackLog) -> None:
         self.companion = companion
         self.feedback = feedback
-        self.max_chars = companion.settings.max_question_chars
+        self.max_chars = companion.settings.safety.max_question_chars
 
     def respond(
         self, message: str | None, chat: list[dict] | None, exchanges: list[Exchange] | None
@@ -162,7 +162,7 @@ PRIVACY_NOTE = (
 def build(companion: Companion) -> gr.Blocks:
     """The chat page. Launch it with `launch_options()` (Gradio 6 takes css and theme there)."""
     settings = companion.settings
-    cb = ChatCallbacks(companion, FeedbackLog(settings.feedback_log))
+    cb = ChatCallbacks(companion, FeedbackLog(settings.app.feedback_log))
     chat_events = {
         "concurrency_limit": "default",
         "concurrency_id": CHAT_CONCURRENCY_ID,
@@ -194,7 +194,7 @@ def build(companion: Companion) -> gr.Blocks:
             question = gr.Textbox(
                 label="Your question",
                 placeholder="Type your question",
-                max_length=settings.max_question_chars,
+                max_length=settings.safety.max_question_chars,
                 lines=1,
                 max_lines=4,
                 scale=5,

@@ -56,15 +56,15 @@ class ChromaStore:
 
 def _server_client(settings: Settings):
     headers = {}
-    if settings.chroma_auth_token:
+    if settings.index.chroma_auth_token:
         # Chroma's token auth reads either header; proxies in front of it usually read the first.
-        headers["Authorization"] = f"Bearer {settings.chroma_auth_token}"
-        headers["X-Chroma-Token"] = settings.chroma_auth_token
+        headers["Authorization"] = f"Bearer {settings.index.chroma_auth_token}"
+        headers["X-Chroma-Token"] = settings.index.chroma_auth_token
     try:
         return chromadb.HttpClient(
-            host=settings.chroma_host,
-            port=settings.chroma_port,
-            ssl=settings.chroma_ssl,
+            host=settings.index.chroma_host,
+            port=settings.index.chroma_port,
+            ssl=settings.index.chroma_ssl,
             headers=headers or None,
             settings=chroma_settings(),
         )
@@ -77,7 +77,7 @@ def _server_client(settings: Settings):
 
 
 def _server_url(settings: Settings) -> str:
-    return f"{'https' if settings.chroma_ssl else 'http'}://{settings.chroma_host}:{settings.chroma_port}"
+    return f"{'https' if settings.index.chroma_ssl else 'http'}://{settings.index.chroma_host}:{settings.index.chroma_port}"
 
 
 def _create(client, name: str, metadata: dict | None = None):
@@ -95,10 +95,10 @@ def open_current(settings: Settings, fingerprint: str) -> tuple[ChromaStore, dic
     """The store in use and its manifest; IndexError_ when there is none or it is unreadable.
 
     `fingerprint` picks this corpus's build on a shared server (rolling deploys)."""
-    if settings.chroma_host:
+    if settings.index.chroma_host:
         return open_server(settings, fingerprint)
 
-    root = Path(settings.index_dir)
+    root = Path(settings.index.index_dir)
     pointer = root / "CURRENT"
     if not pointer.exists():
         raise IndexError_(f"No index found in {root}")
@@ -111,8 +111,8 @@ def open_local(settings: Settings, folder: Path) -> tuple[ChromaStore, dict]:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         check_sqlite(folder / "chroma.sqlite3")
         client = chromadb.PersistentClient(path=str(folder), settings=chroma_settings())
-        chunks = _get(client, settings.collection)
-        sentences = _get(client, settings.collection + SENTENCES_SUFFIX)
+        chunks = _get(client, settings.index.collection)
+        sentences = _get(client, settings.index.collection + SENTENCES_SUFFIX)
         if chunks.count() != manifest.get("chunks") or sentences.count() != manifest.get("sentences"):
             raise ValueError("collection sizes do not match the manifest")
     except (KeyboardInterrupt, SystemExit):
@@ -129,7 +129,7 @@ def open_server(settings: Settings, fingerprint: str) -> tuple[ChromaStore, dict
     client = _server_client(settings)
     url = _server_url(settings)
     try:
-        pointer = _get(client, settings.collection + POINTER_SUFFIX)
+        pointer = _get(client, settings.index.collection + POINTER_SUFFIX)
     except Exception:
         raise IndexError_(f"No index on the Chroma server at {url} yet") from None
     try:
@@ -175,7 +175,7 @@ def check_sqlite(path: Path) -> None:
 
 def previous_local(settings: Settings) -> Path | None:
     """The newest complete store that is not the current one: the last good index."""
-    root = Path(settings.index_dir)
+    root = Path(settings.index.index_dir)
     current = (root / "CURRENT").read_text(encoding="utf-8").strip() if (root / "CURRENT").exists() else ""
     stores = sorted(
         (p for p in root.glob("store-*") if p.name != current and (p / "manifest.json").exists()),
@@ -187,7 +187,7 @@ def previous_local(settings: Settings) -> Path | None:
 
 def point_current(settings: Settings, folder: Path) -> None:
     """Make `folder` the store in use: write CURRENT.tmp, fsync, rename over CURRENT."""
-    root = Path(settings.index_dir)
+    root = Path(settings.index.index_dir)
     pointer_tmp = root / f"CURRENT.{os.getpid()}.tmp"
     try:
         with open(pointer_tmp, "w", encoding="utf-8") as f:
@@ -207,7 +207,7 @@ def point_current(settings: Settings, folder: Path) -> None:
 class _LocalBuild:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.root = Path(settings.index_dir)
+        self.root = Path(settings.index.index_dir)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         self.folder = self.root / f"store-{stamp}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
 
@@ -217,8 +217,8 @@ class _LocalBuild:
             client = chromadb.PersistentClient(path=str(self.folder), settings=chroma_settings())
             self.store = ChromaStore(
                 client,
-                _create(client, self.settings.collection),
-                _create(client, self.settings.collection + SENTENCES_SUFFIX),
+                _create(client, self.settings.index.collection),
+                _create(client, self.settings.index.collection + SENTENCES_SUFFIX),
                 str(self.folder),
             )
         except BaseException:
@@ -252,7 +252,9 @@ class _ServerBuild:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-        self.build = f"{settings.collection}{BUILD_MARK}{stamp}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+        self.build = (
+            f"{settings.index.collection}{BUILD_MARK}{stamp}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+        )
 
     def __enter__(self) -> _ServerBuild:
         client = _server_client(self.settings)
@@ -271,7 +273,7 @@ class _ServerBuild:
         self.store.chunks.modify(metadata=done)
         self.store.sentences.modify(metadata=done)
         pointer = client.get_or_create_collection(
-            self.settings.collection + POINTER_SUFFIX, embedding_function=None
+            self.settings.index.collection + POINTER_SUFFIX, embedding_function=None
         )
         old = dict(pointer.metadata or {})
         key = _FP_KEY + manifest["fingerprint"]
@@ -288,7 +290,7 @@ class _ServerBuild:
 
     def _collect_garbage(self, client, keep: set[str]) -> None:
         """Drop builds no fingerprint refers to any more, and staged ones a crashed builder left."""
-        prefix = self.settings.collection + BUILD_MARK
+        prefix = self.settings.index.collection + BUILD_MARK
         now = time.time()
         for col in client.list_collections():
             if not col.name.startswith(prefix):
@@ -314,4 +316,4 @@ class _ServerBuild:
 
 def open_store(settings: Settings) -> _LocalBuild | _ServerBuild:
     """A build context: `with open_store(s) as b: ...write b.store...; b.commit(manifest)`."""
-    return _ServerBuild(settings) if settings.chroma_host else _LocalBuild(settings)
+    return _ServerBuild(settings) if settings.index.chroma_host else _LocalBuild(settings)

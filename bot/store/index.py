@@ -52,9 +52,9 @@ def fingerprint(settings: Settings) -> str:
     h.update(f"format={INDEX_FORMAT};model={model_id(settings)};enc={ENCODING};".encode())
     for module in _SHAPING_CODE:
         h.update(hashlib.sha256(Path(module.__file__).read_bytes()).digest())
-    h.update(f"chunk={settings.chunk_tokens};overlap={settings.chunk_overlap_tokens};".encode())
-    for path in corpus_files(settings.corpus_dir):
-        h.update(path.relative_to(settings.corpus_dir).as_posix().encode() + b"\0")
+    h.update(f"chunk={settings.index.chunk_tokens};overlap={settings.index.chunk_overlap_tokens};".encode())
+    for path in corpus_files(settings.index.corpus_dir):
+        h.update(path.relative_to(settings.index.corpus_dir).as_posix().encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()[:24]
 
@@ -145,14 +145,14 @@ def build_index(settings: Settings, embeddings, progress: bool = True) -> dict:
     """Build a complete new store and make it current; returns its manifest."""
     started = time.perf_counter()
     fp = fingerprint(settings)
-    docs = load_corpus(settings.corpus_dir)
-    chunks = chunk_documents(docs, settings.chunk_tokens, settings.chunk_overlap_tokens)
+    docs = load_corpus(settings.index.corpus_dir)
+    chunks = chunk_documents(docs, settings.index.chunk_tokens, settings.index.chunk_overlap_tokens)
     manifest = {
         "fingerprint": fp,
         "format": INDEX_FORMAT,
         "model": model_id(settings),
-        "chunk_tokens": settings.chunk_tokens,
-        "chunk_overlap_tokens": settings.chunk_overlap_tokens,
+        "chunk_tokens": settings.index.chunk_tokens,
+        "chunk_overlap_tokens": settings.index.chunk_overlap_tokens,
         "sources": sorted({d.metadata["source_id"] for d in docs}),
         "chunks": len(chunks),
     }
@@ -184,7 +184,7 @@ def open_index(
     the newest complete earlier store, which becomes current again. `handle.notice` then says
     what happened; with no good index left, IndexError_ (or the CorpusError) says what to fix.
     """
-    root = Path(settings.index_dir)
+    root = Path(settings.index.index_dir)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -205,7 +205,7 @@ def open_index(
                     why = "the index is stale (corpus, model or chunking changed)"
             except IndexError_ as exc:
                 why = str(exc)
-        if current is None and not Path(root / "CURRENT").exists() and not settings.chroma_host:
+        if current is None and not Path(root / "CURRENT").exists() and not settings.index.chroma_host:
             log.info("building the search index for the first time")
         else:
             log.warning("%s: rebuilding the index", why)
@@ -257,7 +257,7 @@ def _last_good(settings: Settings, current: IndexHandle | None) -> IndexHandle |
     """The current store if it still reads, else the newest complete earlier one (made current)."""
     if current is not None:
         return current
-    if settings.chroma_host:
+    if settings.index.chroma_host:
         return None
     folder = previous_local(settings)
     if folder is None:
