@@ -17,12 +17,13 @@ from dataclasses import dataclass, fields
 from bot.answer.analyse import Analyse
 from bot.answer.compose import Compose
 from bot.answer.policy import Policy
-from bot.answer.rank import Rank
+from bot.answer.rank import Rank, load_ranker
 from bot.answer.resolve import Resolve
 from bot.answer.select import Select
 from bot.query import Query
 from bot.reply import Reply
 from bot.retrieval.lexicon import Lexicon
+from bot.retrieval.questions import StoredQuestions
 from bot.retrieval.retrieve import Retrieve
 from bot.retrieval.search import HybridRetriever, HybridSearch
 from bot.safety.assess import Guard
@@ -46,13 +47,18 @@ class Pipeline:
 
     def run(self, q: Query) -> Reply:
         started = time.perf_counter()
+        self.trace(q)
+        return self.policy(q, started)
+
+    def trace(self, q: Query) -> Query:
+        """Every stage but the policy: the state a reply is made from (evals, diagnostics)."""
         for f in fields(self)[:-1]:
             t = time.perf_counter()
             getattr(self, f.name)(q)
             q.timings[f.name] = (time.perf_counter() - t) * 1000.0
             if f.name == "guard" and self.policy.settled(q):
                 break
-        return self.policy(q, started)
+        return q
 
 
 def clean_history(history: object) -> tuple[dict, ...]:
@@ -73,8 +79,13 @@ class Companion:
     """Loads the model, the index and the classifier once; `ask` is then cheap and thread-safe."""
 
     def __init__(
-        self, settings: Settings | None = None, progress: bool = True, rebuild: bool = False
+        self,
+        settings: Settings | None = None,
+        progress: bool = True,
+        rebuild: bool = False,
+        trained: bool = True,
     ) -> None:
+        """`trained=False` starts without the learned ranker (its own training run only)."""
         started = time.perf_counter()
         self.settings = s = settings or Settings.from_env()
         self.embeddings = load_embeddings(s)
@@ -85,13 +96,14 @@ class Companion:
         self.lexicon = Lexicon.from_texts(
             d.page_content + " " + d.metadata.get("section", "") for d in self.search.docs
         )
+        ranker = load_ranker(s) if trained else None
         self.pipeline = Pipeline(
             guard=Guard(s.safety, self.embedder, load_classifier(s)),
             resolve=Resolve(s.answer.resolve_followups),
             analyse=Analyse(self.lexicon, self.embedder),
-            retrieve=Retrieve(self.search, s.retrieval),
-            rank=Rank(self.index),
-            select=Select(s.answer),
+            retrieve=Retrieve(self.search, StoredQuestions(*self.index.stored_questions()), s.retrieval),
+            rank=Rank(self.index, ranker),
+            select=Select(s.answer, ranker),
             compose=Compose(),
             policy=Policy(s),
         )
@@ -106,3 +118,7 @@ class Companion:
 
     def ask(self, question: str, history: Sequence[dict] | None = None) -> Reply:
         return self.pipeline.run(Query(raw=question, history=clean_history(history)))
+
+    def trace(self, question: str, history: Sequence[dict] | None = None, **extra) -> Query:
+        """The state after every stage but the policy (evals, training, diagnostics)."""
+        return self.pipeline.trace(Query(raw=question, history=clean_history(history), extra=extra))

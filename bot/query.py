@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # types only: the stages' modules import this one
     from bot.answer.analyse import Analysis
     from bot.answer.compose import Composition
     from bot.answer.rank import Candidate
+    from bot.retrieval.questions import QuestionMatches
     from bot.retrieval.search import Hit
     from bot.safety.assess import Assessment
 
@@ -32,6 +33,7 @@ class Query:
     analysis: Analysis | None = None  # topic words, codes, the kind of answer wanted
     vector: np.ndarray | None = None  # embedding of the resolved question
     # retrieve, rank, select, compose
+    matches: QuestionMatches | None = None  # stored questions close to this one, per sentence
     hits: list[Hit] = field(default_factory=list)
     candidates: list[Candidate] = field(default_factory=list)
     chosen: list[Candidate] = field(default_factory=list)

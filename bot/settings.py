@@ -105,15 +105,17 @@ class RetrievalSettings:
     top_k: int = 10  # passages the ranker reads
     candidate_k: int = 16  # candidates per retriever before fusion
     rrf_k: int = 60  # reciprocal-rank-fusion constant
+    stored_questions: bool = True  # also match the questions stored per sentence (multi-vector)
 
 
 @dataclass(frozen=True)
 class AnswerSettings:
     max_sentences: int = 3
-    min_evidence: float = 0.38
-    sentence_margin: float = 0.15  # sentences scoring this far below the best are left out
-    min_coverage: float = 0.5  # the leading sentence holds at least this share of the topic words...
-    sure_similarity: float = 0.7  # ...unless its meaning is this close to the question
+    # The relevance floor: the learned probability that the sources answer the question at all;
+    # then sentences within sentence_margin of the best one's probability join it. Both were
+    # set on the dev split (python -m evals.train_ranker prints the best pair).
+    min_evidence: float = 0.35
+    sentence_margin: float = 0.3
     resolve_followups: bool = True
 
 
@@ -174,13 +176,12 @@ class Settings:
                 top_k=_int(env, "PCL_TOP_K", r.top_k, 1, 50),
                 candidate_k=_int(env, "PCL_CANDIDATE_K", r.candidate_k, 1, 200),
                 rrf_k=_int(env, "PCL_RRF_K", r.rrf_k, 1, 1000),
+                stored_questions=_bool(env, "PCL_STORED_QUESTIONS", r.stored_questions),
             ),
             answer=AnswerSettings(
                 max_sentences=_int(env, "PCL_MAX_SENTENCES", a.max_sentences, 1, 10),
-                min_evidence=_float(env, "PCL_MIN_EVIDENCE", a.min_evidence, 0.0, 2.0),
+                min_evidence=_float(env, "PCL_MIN_EVIDENCE", a.min_evidence, 0.0, 1.0),
                 sentence_margin=_float(env, "PCL_SENTENCE_MARGIN", a.sentence_margin, 0.0, 1.0),
-                min_coverage=_float(env, "PCL_MIN_COVERAGE", a.min_coverage, 0.0, 1.0),
-                sure_similarity=_float(env, "PCL_SURE_SIMILARITY", a.sure_similarity, 0.0, 1.0),
                 resolve_followups=_bool(env, "PCL_RESOLVE_FOLLOWUPS", a.resolve_followups),
             ),
             safety=SafetySettings(

@@ -1,13 +1,19 @@
-"""Rank stage: score every sentence of the retrieved passages as an answer to the question.
+"""Rank stage: how likely is each sentence of the retrieved passages to answer the question?
 
-A sentence's score mixes its meaning (cosine to the question), its passage's, and its coverage:
-the share of the question's topic words and codes it holds, weighted by rarity in the corpus.
+Every sentence gets a few general signals (meaning, word coverage weighted by rarity, the closest
+stored question that points at it, whether it holds the kind of answer asked for, where it sits),
+and a logistic model learned from labelled questions turns them into one probability
+(`corpus/models/ranker.json`, trained by `python -m evals.train_ranker`). The select stage reads
+that probability: it is also the relevance floor, so "Who is Tom Hanks married to?" is refused
+rather than answered with a loosely related quote.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -16,10 +22,30 @@ from bot.query import Query
 from bot.retrieval.lexicon import ABOUT_THE_SOURCES
 from bot.retrieval.search import Hit, tokenize
 from bot.safety.planted import looks_planted
+from bot.settings import Settings
 from bot.store.index import IndexHandle
 
+RANKER_FORMAT = 2
+FEATURES = (
+    "sentence_cosine",
+    "passage_cosine",
+    "coverage",
+    "question_match",
+    "passage_question_match",
+    "lexical",
+    "fits_type",
+    "defines",
+    "codes_held",
+    "section_named",
+    "retrieval_rank",
+    "position",
+    "article",
+    "glossary",
+    "trial",
+    "signpost",
+)
+
 _FIRST_PERSON = re.compile(r"\b(I|I'm|I've|me|my|My|we|We|us|our|Our)\b")
-_ID_WEIGHT = 3.0  # a typed code weighs like a rare word
 _HAS_NUMBER = re.compile(
     r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|half|both|few)\b",
     re.IGNORECASE,
@@ -29,8 +55,8 @@ _CODE = re.compile(r"\b[A-Za-z]+\d+\w*\b")  # NCT06333509 is a name, not a count
 _NOT_A_COUNT = re.compile(
     r"\b(1[89]|20)\d\d\b|\b(volume|vol\.|issue|no\.|pages?|pp\.|doi)\s*[\w./()-]+", re.IGNORECASE
 )
+# Signposts say that something is told, not what: "The press release ... mentions the outcomes".
 _SIGNPOST = re.compile(r"\b(mentions|you will learn|is an interesting development)\b", re.IGNORECASE)
-_SIGNPOST_PENALTY = 0.08
 _HAS_AGE = re.compile(
     r"\b(ages?|aged)\b[^.;]{0,20}?\d|\d+\s*(years?\s+old|years?\s+or\s+older)", re.IGNORECASE
 )
@@ -43,52 +69,146 @@ def first_person(text: str) -> bool:
     return bool(_FIRST_PERSON.search(text))
 
 
+def _figures_only(text: str) -> str:
+    return _CODE.sub(" ", _NOT_A_COUNT.sub(" ", text))
+
+
+def fits(wants: str, text: str) -> bool:
+    """Does the sentence hold the kind of answer asked for (a count, a rate, an age, a time)?"""
+    if wants == "number":
+        return bool(_HAS_NUMBER.search(_figures_only(text)))
+    if wants == "rate":
+        return bool(re.search(r"\d", _figures_only(text)))
+    if wants == "age":
+        return bool(_HAS_AGE.search(text))
+    if wants == "time":
+        return bool(_HAS_TIME.search(text))
+    return True
+
+
 @dataclass(frozen=True)
 class Candidate:
     hit: Hit
     j: int  # the unit's index in its passage
     unit: Unit
-    score: float
+    score: float  # probability that the sentence answers the question
     vec: np.ndarray
-    coverage: float = 0.0  # share of the question's topic words (by rarity) this sentence holds
-    similarity: float = 0.0  # cosine of sentence and question
+    features: np.ndarray
+    coverage: float = 0.0
+    similarity: float = 0.0
 
 
-def _figures_only(text: str) -> str:
-    return _CODE.sub(" ", _NOT_A_COUNT.sub(" ", text))
+# Question-level signals: is there an answer in the sources at all? (the relevance floor)
+ANSWERABLE_FEATURES = (
+    "best_probability",
+    "lead_coverage",
+    "uncovered",
+    "best_question_match",
+    "best_sentence_cosine",
+    "best_passage_cosine",
+)
 
 
-def _fits(wants: str):
-    """A check a sentence must pass to answer this kind of question at all."""
-    if wants == "number":
-        return lambda text: _HAS_NUMBER.search(_figures_only(text))
-    if wants == "rate":
-        return lambda text: re.search(r"\d", _figures_only(text))
-    if wants == "age":
-        return _HAS_AGE.search
-    if wants == "time":
-        return _HAS_TIME.search
-    return None
+@dataclass(frozen=True)
+class Linear:
+    weights: np.ndarray
+    bias: float
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(x @ self.weights + self.bias)))
+
+
+@dataclass(frozen=True)
+class RankerModel:
+    sentence: Linear  # which sentence answers
+    answerable: Linear  # whether any does
+    version: str
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        return self.sentence.probability(x)
+
+
+def uncovered_share(q: Query) -> float:
+    """Share of the question's topic weight in words no source uses ("cost", "Medicare")."""
+    terms = q.analysis.terms
+    total = sum(terms.weights)
+    missing = sum(
+        w for g, w in zip(terms.groups, terms.weights, strict=True) if any(t.startswith("\0") for t in g)
+    )
+    return missing / total if total else 0.0
+
+
+def answerable_features(q: Query, ranked: list[Candidate]) -> np.ndarray:
+    """Question-level signals over the ranked candidates (best first)."""
+    if not ranked:
+        return np.zeros(len(ANSWERABLE_FEATURES))
+    top = ranked[:3]
+    f = np.vstack([c.features for c in ranked])
+    return np.array(
+        [
+            ranked[0].score,
+            max(c.coverage for c in top),
+            uncovered_share(q),
+            f[:, FEATURES.index("question_match")].max(),
+            f[:, FEATURES.index("sentence_cosine")].max(),
+            f[:, FEATURES.index("passage_cosine")].max(),
+        ]
+    )
+
+
+def ranker_path(settings: Settings) -> Path:
+    return settings.index.corpus_dir / "models" / "ranker.json"
+
+
+def load_ranker(settings: Settings) -> RankerModel:
+    path = ranker_path(settings)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"The sentence ranker {path} is missing. Run `python -m evals.train_ranker` to train it."
+        ) from None
+    if (
+        raw.get("format") != RANKER_FORMAT
+        or tuple(raw["sentence"]["features"]) != FEATURES
+        or tuple(raw["answerable"]["features"]) != ANSWERABLE_FEATURES
+    ):
+        raise ValueError(f"{path} was trained for other features; run `python -m evals.train_ranker`")
+
+    def linear(part: dict) -> Linear:
+        return Linear(np.asarray(part["weights"], dtype=np.float64), float(part["bias"]))
+
+    return RankerModel(linear(raw["sentence"]), linear(raw["answerable"]), raw.get("version", ""))
 
 
 class Rank:
-    def __init__(self, index: IndexHandle) -> None:
+    def __init__(self, index: IndexHandle, model: RankerModel | None) -> None:
         self.index = index
+        self.model = model
 
     def __call__(self, q: Query) -> None:
         vectors = self.index.sentence_vectors([h.chunk.id for h in q.hits])
-        q.candidates = score_units(q, vectors)
+        cands = candidates(q, vectors)
+        if cands and self.model is not None:
+            probs = self.model.probability(np.vstack([c.features for c in cands]))
+            cands = [
+                Candidate(c.hit, c.j, c.unit, float(p), c.vec, c.features, c.coverage, c.similarity)
+                for c, p in zip(cands, probs, strict=True)
+            ]
+        q.candidates = cands
 
 
-def score_units(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
+def candidates(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
+    """Every quotable sentence of the retrieved passages, with its features (score 0 until ranked)."""
     a = q.analysis
     terms, qvec, question = a.terms, q.vector, q.resolved
-    wanted = _fits(a.wants)
-    signpost_penalty = 0.0 if ABOUT_THE_SOURCES.search(question) else _SIGNPOST_PENALTY
+    about_sources = bool(ABOUT_THE_SOURCES.search(question))
     # A question about one trial record is answered from passages about that record only.
     trials = {t for t in terms.ids if t.startswith("nct")}
-    out = []
     total = sum(terms.weights)
+    matches = q.matches
+    top_lexical = max((h.lexical for h in q.hits), default=0.0) or 1.0
+    out = []
     for hit in q.hits:
         units = units_of(hit.chunk)
         vecs = vectors.get(hit.chunk.id)
@@ -96,21 +216,24 @@ def score_units(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
             continue
         sims = vecs @ qvec
         md = hit.chunk.metadata
+        kind = md.get("kind", "")
         labels = " ".join(u.text for u in units if u.label)
         section_tokens = set(tokenize(f"{md.get('section', '')} {labels}"))
         context = f"{md.get('section', '')} {labels} {md.get('source_id', '')}".lower()
         passage = hit.chunk.page_content.lower()
         if trials and not any(t in passage or t in context for t in trials):
             continue
-        prior = 0.05 if md.get("kind") == "article" else 0.0
-        if total:
-            named = sum(w for g, w in zip(terms.groups, terms.weights, strict=True) if g & section_tokens)
-            prior += 0.1 * named / total
+        named = (
+            sum(w for g, w in zip(terms.groups, terms.weights, strict=True) if g & section_tokens) / total
+            if total
+            else 0.0
+        )
+        chunk_match = matches.by_chunk.get(hit.chunk.id, 0.0) if matches else 0.0
         for j, unit in enumerate(units):
-            if unit.label or looks_planted(unit.text) or (wanted and not wanted(unit.text)):
+            if unit.label or looks_planted(unit.text):
                 continue
             u_tokens = set(tokenize(unit.text)) | section_tokens
-            if md.get("kind") == "article" and first_person(unit.text):
+            if kind == "article" and first_person(unit.text):
                 u_tokens.add("author")  # the author's own words answer "what does the author think"
             text = unit.text.lower()
             held = sum(w for g, w in zip(terms.groups, terms.weights, strict=True) if g & u_tokens)
@@ -118,22 +241,29 @@ def score_units(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
                 1.0 if t in text or t in context else 0.5 if t in passage else 0.0 for t in terms.ids
             )
             coverage = (
-                (held + ids_held * _ID_WEIGHT) / (total + len(terms.ids) * _ID_WEIGHT)
-                if (total or terms.ids)
-                else 0.0
+                (held + ids_held * 3.0) / (total + len(terms.ids) * 3.0) if (total or terms.ids) else 0.0
             )
-            defines = (
-                0.1 if a.term and re.match(re.escape(a.term) + r"\b[^.]{0,40}?\b(is|are)\b", text) else 0.0
+            defines = bool(a.term and re.match(re.escape(a.term) + r"\b[^.]{0,40}?\b(is|are)\b", text))
+            x = np.array(
+                [
+                    float(sims[j]),
+                    hit.dense,
+                    coverage,
+                    matches.by_sentence.get((hit.chunk.id, j), 0.0) if matches else 0.0,
+                    chunk_match,
+                    hit.lexical / top_lexical,
+                    float(fits(a.wants, unit.text)),
+                    float(defines),
+                    ids_held / len(terms.ids) if terms.ids else 0.0,
+                    named,
+                    hit.rank / max(1, len(q.hits)),
+                    j / max(1, len(units)),
+                    float(kind == "article"),
+                    float(kind == "glossary"),
+                    float(kind == "trial"),
+                    float(bool(_SIGNPOST.search(unit.text)) and not about_sources),
+                ],
+                dtype=np.float64,
             )
-            score = (
-                0.45 * float(sims[j])
-                + 0.1 * hit.dense
-                + 0.5 * coverage
-                + defines
-                + prior
-                - 0.005 * hit.rank
-                - 0.005 * j
-                - (signpost_penalty if _SIGNPOST.search(unit.text) else 0.0)
-            )
-            out.append(Candidate(hit, j, unit, score, vecs[j], coverage, float(sims[j])))
+            out.append(Candidate(hit, j, unit, 0.0, vecs[j], x, coverage, float(sims[j])))
     return out

@@ -1,13 +1,15 @@
 """Select stage: the few sentences that answer, or none when nothing does.
 
-The leading sentence must be strong enough and about what was asked (coverage or very close
-meaning): "What is the two-year survival of the CT0596 patients?" resembles "the first two PCL
-patients dosed with CT0596", but that sentence says nothing about survival.
+First the relevance floor: a small learned model reads question-level signals (the best
+sentence's probability, how much of the question the leading sentences cover, words no source
+uses, the closest stored question) and says whether the sources answer this at all; under
+`PCL_MIN_EVIDENCE` nothing is quoted. Then the best sentence leads, and others join while they
+score within `PCL_SENTENCE_MARGIN` of it. The same fact told by two sources is said once.
 """
 
 from __future__ import annotations
 
-from bot.answer.rank import Candidate
+from bot.answer.rank import Candidate, RankerModel, answerable_features
 from bot.query import Query
 from bot.settings import AnswerSettings
 
@@ -15,33 +17,31 @@ _NEAR_DUPLICATE = 0.85
 
 
 class Select:
-    def __init__(self, settings: AnswerSettings) -> None:
+    def __init__(self, settings: AnswerSettings, model: RankerModel | None) -> None:
         self.s = settings
+        self.model = model
 
     def __call__(self, q: Query) -> None:
-        q.chosen = select(q.candidates, self.s)
+        ranked = sorted(q.candidates, key=lambda c: (-c.score, c.hit.rank, c.j))
+        answerable = 0.0
+        if ranked and self.model is not None:
+            answerable = float(self.model.answerable.probability(answerable_features(q, ranked)))
+        q.extra["answerable"] = answerable
+        q.chosen = select(ranked, answerable, self.s)
 
 
-def answers(c: Candidate, s: AnswerSettings) -> bool:
-    """Can this sentence lead an answer: strong enough, and about what was asked?"""
-    return c.score >= s.min_evidence and (c.coverage >= s.min_coverage or c.similarity >= s.sure_similarity)
-
-
-def select(candidates: list[Candidate], s: AnswerSettings) -> list[Candidate]:
-    ranked = sorted(candidates, key=lambda c: -c.score)
-    lead = next((c for c in ranked if answers(c, s)), None)
-    if lead is None or lead.score < ranked[0].score - s.sentence_margin:
+def select(ranked: list[Candidate], answerable: float, s: AnswerSettings) -> list[Candidate]:
+    """`ranked`: best first."""
+    if not ranked or answerable < s.min_evidence:
         return []
-    ranked = [lead] + [c for c in ranked if c is not lead]
-    floor = max(s.min_evidence, ranked[0].score - s.sentence_margin)
+    floor = ranked[0].score - s.sentence_margin
     chosen: list[Candidate] = []
     seen_text: set[str] = set()
     for c in ranked:
         if len(chosen) >= s.max_sentences or c.score < floor:
             break
         key = c.unit.text.strip().lower()
-        # The same fact told by another source is said once; sentences of one passage are never
-        # duplicates of each other.
+        # Sentences of one passage are never duplicates of each other.
         if key in seen_text or any(
             o.hit.chunk.id != c.hit.chunk.id and float(c.vec @ o.vec) > _NEAR_DUPLICATE for o in chosen
         ):

@@ -126,4 +126,8 @@ def corpus_files(corpus_dir: Path) -> list[Path]:
     """The files whose content defines the index (for the fingerprint)."""
     corpus_dir = Path(corpus_dir)
     files = sorted(corpus_dir.glob("*.md")) + sorted((corpus_dir / "trials").glob("*.json"))
+    # Trained artefacts (the safety classifier, the sentence ranker) change what the deployed pipeline does: a new one
+    # is a new index fingerprint, so replicas never mix versions.
+    files += sorted((corpus_dir / "models").glob("*"))
+    files += sorted((corpus_dir / "questions").glob("*.yaml"))
     return files

@@ -126,14 +126,17 @@ class HybridSearch:
         candidates: int,
         mode: str = "hybrid",
         timings: dict[str, float] | None = None,
+        also: list[tuple[str, float]] | None = None,
     ) -> list[Hit]:
+        """Dense and BM25 rankings (and `also`, any other ranking of chunk ids, best first) fused
+        by reciprocal rank; rare codes the person typed lift the passages that hold them."""
         t = time.perf_counter()
         dense = self.dense(qvec, candidates) if mode in ("hybrid", "dense") and qvec is not None else []
         t2 = time.perf_counter()
         lexical = self.lexical(query, candidates) if mode in ("hybrid", "bm25") else []
         t3 = time.perf_counter()
         fused: dict[str, float] = {}
-        for ranking in (dense, lexical):
+        for ranking in (dense, lexical, also or []):
             for rank, (cid, _) in enumerate(ranking):
                 fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.rrf_k + rank + 1)
         # A rare exact code the person typed (in a handful of passages) lifts those passages;

@@ -35,7 +35,7 @@ _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 
 
 def model_path(settings: Settings) -> Path:
-    return settings.index.corpus_dir / "safety" / "classifier.npz"
+    return settings.index.corpus_dir / "models" / "safety_classifier.npz"
 
 
 def model_hash(path: Path) -> str:

@@ -29,17 +29,20 @@ from tqdm import tqdm
 from bot.errors import CorpusError, IndexError_
 from bot.ingest import chunk as chunk_module
 from bot.ingest import load as load_module
+from bot.ingest import questions as questions_module
 from bot.ingest import trials as trials_module
 from bot.ingest.chunk import ENCODING, chunk_documents, embedding_text, units_of
 from bot.ingest.load import corpus_files, load_corpus
+from bot.ingest.questions import StoredQuestion, load_questions
 from bot.settings import Settings
 from bot.store.chroma import ChromaStore, open_current, open_local, open_store, point_current, previous_local
 from bot.store.embed import embed_texts, model_id
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = 3  # bump when what is stored changes shape
-_SHAPING_CODE = (load_module, trials_module, chunk_module)  # how files become stored text
+INDEX_FORMAT = 4  # bump when what is stored changes shape
+QUESTIONS = "__questions__"  # chunk_id of the stored-question rows in the sentences collection
+_SHAPING_CODE = (load_module, trials_module, chunk_module, questions_module)  # how files become stored text
 _BATCH = 256
 _PAGE = 5000  # rows per get(): SQLite allows ~32k variables in one statement
 _ID_BATCH = 500  # chunk ids per sentence-vector query (each chunk has a handful of sentences)
@@ -105,6 +108,22 @@ class IndexHandle:
             self._sentence_cache[cid] = np.vstack(ordered) if ordered else np.zeros((0, 384), np.float32)
         return {c: self._sentence_cache[c] for c in chunk_ids}
 
+    def stored_questions(self) -> tuple[np.ndarray, list[str], list[list[tuple[str, int]]]]:
+        """Vectors, texts and target sentences (chunk id, unit index) of the stored questions."""
+        got = self.sentences.get(
+            where={"chunk_id": QUESTIONS}, include=["embeddings", "metadatas", "documents"]
+        )
+        order = sorted(range(len(got["ids"])), key=lambda i: got["metadatas"][i]["j"])
+        if not order:
+            return np.zeros((0, 384), np.float32), [], []
+        vecs = np.vstack([np.asarray(got["embeddings"][i], dtype=np.float32) for i in order])
+        texts = [got["documents"][i] for i in order]
+        targets = [
+            [(t.rsplit("#", 1)[0], int(t.rsplit("#", 1)[1])) for t in got["metadatas"][i]["targets"].split()]
+            for i in order
+        ]
+        return vecs, texts, targets
+
     def warm(self, limit: int = 5000) -> None:
         """Prefetch every chunk's sentence vectors when the index is small enough."""
         ids = self.chunks.get(include=[])["ids"]
@@ -112,10 +131,36 @@ class IndexHandle:
             self.sentence_vectors(ids)
 
 
-def _write_collections(store: ChromaStore, chunks: list[Document], embeddings, progress: bool) -> int:
+def question_rows(chunks: list[Document], questions: list[StoredQuestion]) -> list[tuple[str, str]]:
+    """(question, "chunk#j chunk#j ...") for every stored question whose sentences are in the
+    corpus; questions about text that is no longer there are left out (and logged)."""
+    by_section: dict[tuple[str, str], list[tuple[str, int, str]]] = {}
+    for c in chunks:
+        key = (c.metadata["source_id"], c.metadata.get("section", ""))
+        by_section.setdefault(key, []).extend(
+            (c.id, j, u.text.strip()) for j, u in enumerate(units_of(c)) if not u.label
+        )
+    rows, stale = [], 0
+    for q in questions:
+        units = by_section.get((q.source_id, q.section), [])
+        wanted = {a.strip() for a in q.answers}
+        targets = [f"{cid}#{j}" for cid, j, text in units if not wanted or text in wanted]
+        if not targets or (wanted and len(targets) < len(wanted)):
+            stale += 1
+            continue
+        rows.append((q.question, " ".join(targets)))
+    if stale:
+        log.warning("%d stored questions point at sentences not in the corpus; left out", stale)
+    return rows
+
+
+def _write_collections(
+    store: ChromaStore, chunks: list[Document], questions: list[StoredQuestion], embeddings, progress: bool
+) -> int:
     texts = [embedding_text(c) for c in chunks]
     units = [(c.id, j, u.text) for c in chunks for j, u in enumerate(units_of(c))]
-    total = len(texts) + len(units)
+    asked = question_rows(chunks, questions)
+    total = len(texts) + len(units) + len(asked)
     bar = tqdm(total=total, desc="Embedding passages", unit="text", disable=not progress)
     for start in range(0, len(chunks), _BATCH):
         batch = chunks[start : start + _BATCH]
@@ -137,8 +182,21 @@ def _write_collections(store: ChromaStore, chunks: list[Document], embeddings, p
             metadatas=[{"chunk_id": cid, "j": j} for cid, j, _ in batch],
         )
         bar.update(len(batch))
+    # Stored questions live beside the sentences they point at (one vector each).
+    for start in range(0, len(asked), _BATCH):
+        batch = asked[start : start + _BATCH]
+        vecs = embed_texts(embeddings, [q for q, _ in batch])
+        store.sentences.add(
+            ids=[f"{QUESTIONS}#{start + k}" for k in range(len(batch))],
+            embeddings=vecs,
+            documents=[q for q, _ in batch],
+            metadatas=[
+                {"chunk_id": QUESTIONS, "j": start + k, "targets": t} for k, (_, t) in enumerate(batch)
+            ],
+        )
+        bar.update(len(batch))
     bar.close()
-    return len(units)
+    return len(units) + len(asked)
 
 
 def build_index(settings: Settings, embeddings, progress: bool = True) -> dict:
@@ -157,7 +215,8 @@ def build_index(settings: Settings, embeddings, progress: bool = True) -> dict:
         "chunks": len(chunks),
     }
     with open_store(settings) as builder:
-        manifest["sentences"] = _write_collections(builder.store, chunks, embeddings, progress)
+        questions = load_questions(settings.index.corpus_dir)
+        manifest["sentences"] = _write_collections(builder.store, chunks, questions, embeddings, progress)
         manifest["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         manifest["build_seconds"] = round(time.perf_counter() - started, 3)
         builder.commit(manifest)

@@ -1,0 +1,178 @@
+"""`python -m evals.train_ranker`: learn the sentence ranker and its floor from labelled questions.
+
+Training questions, never the frozen test split:
+
+- the reviewed questions stored per sentence (`corpus/questions/`), each asked with its own
+  item's questions left out of the match, so a stored question never finds itself;
+- the dev split of the eval set (`evals/cases/dev.yaml`): a sentence is a positive when it holds
+  a required fact and sits in an expected section; cases that expect `not_found` or
+  `out_of_scope` teach that nothing should score high.
+
+A logistic regression over `bot.answer.rank.FEATURES` is fitted (deterministic), then the
+relevance floor and the margin are picked on the dev split by simulating selection, and written
+with the weights to `corpus/models/ranker.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bot.answer.rank import (
+    ANSWERABLE_FEATURES,
+    FEATURES,
+    RANKER_FORMAT,
+    Candidate,
+    Linear,
+    RankerModel,
+    answerable_features,
+    ranker_path,
+)
+from bot.answer.select import select
+from bot.pipeline import Companion
+from bot.settings import Settings
+from evals.dataset import Corpus, load_dataset
+from evals.text import normalize
+
+DEV = Path(__file__).parent / "cases" / "dev.yaml"
+ANSWERING = ("answer", "not_found", "out_of_scope")
+
+
+def _dev_examples(bot: Companion, corpus: Corpus):
+    """(features, labels, case) per dev case the ranker decides (not safety or invalid ones)."""
+    out = []
+    for case in load_dataset(DEV, corpus).cases:
+        if case.kind not in ANSWERING:
+            continue
+        q = bot.trace(case.question, list(case.history) or None)
+        if not q.candidates:
+            continue
+        sections = {(s.source_id, s.section) for s in case.sections}
+        labels = []
+        for c in q.candidates:
+            md = c.hit.chunk.metadata
+            in_section = (md["source_id"], md.get("section", "")) in sections
+            text = normalize(c.unit.text)
+            holds = any(any(normalize(a) in text for a in f.alternatives) for f in case.facts)
+            labels.append(int(case.kind == "answer" and in_section and holds))
+        out.append((np.vstack([c.features for c in q.candidates]), np.array(labels), case, q))
+    return out
+
+
+def _stored_examples(bot: Companion):
+    vecs, texts, targets = bot.index.stored_questions()
+    siblings: dict[tuple, set[int]] = {}
+    for i, t in enumerate(targets):
+        siblings.setdefault(tuple(t), set()).add(i)
+    out = []
+    for text, target in zip(texts, targets, strict=True):
+        if len(target) > 3:  # templated questions point at a whole trial section: no sentence label
+            continue
+        q = bot.trace(text, exclude_questions=frozenset(siblings[tuple(target)]))
+        if not q.candidates:
+            continue
+        wanted = set(target)
+        y = np.array([int((c.hit.chunk.id, c.j) in wanted) for c in q.candidates])
+        if y.any():
+            out.append((np.vstack([c.features for c in q.candidates]), y))
+    return out
+
+
+def _rescored(q, model: RankerModel) -> list[Candidate]:
+    probs = model.probability(np.vstack([c.features for c in q.candidates]))
+    ranked = [
+        Candidate(c.hit, c.j, c.unit, float(p), c.vec, c.features, c.coverage, c.similarity)
+        for c, p in zip(q.candidates, probs, strict=True)
+    ]
+    return sorted(ranked, key=lambda c: (-c.score, c.hit.rank, c.j))
+
+
+def _simulate(dev, model: RankerModel, settings: Settings) -> float:
+    """Share of dev cases a selection with these settings gets right (kind and facts)."""
+    good = 0
+    for _, _, case, q in dev:
+        ranked = _rescored(q, model)
+        answerable = float(model.answerable.probability(answerable_features(q, ranked)))
+        chosen = select(ranked, answerable, settings.answer)
+        if case.kind != "answer":
+            good += not chosen
+            continue
+        said = normalize(" ".join(c.unit.text for c in chosen))
+        good += bool(chosen) and all(any(normalize(a) in said for a in f.alternatives) for f in case.facts)
+    return good / max(1, len(dev))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m evals.train_ranker", description=__doc__.split("\n\n")[0])
+    p.add_argument("--c", type=float, default=1.0, help="inverse regularisation strength (default 1.0)")
+    args = p.parse_args(argv)
+    from sklearn.linear_model import LogisticRegression
+
+    started = time.perf_counter()
+    settings = Settings.from_env()
+    bot = Companion(settings, progress=False, trained=False)
+    corpus = Corpus.load(settings.index.corpus_dir)
+    stored = _stored_examples(bot)
+    dev = _dev_examples(bot, corpus)
+    x = np.vstack([e[0] for e in stored] + [e[0] for e in dev])
+    y = np.concatenate([e[1] for e in stored] + [e[1] for e in dev])
+    print(
+        f"{len(stored)} stored and {len(dev)} dev questions, {len(y)} sentences, {int(y.sum())} positive",
+        file=sys.stderr,
+    )
+    # Dev questions are what people ask; the stored ones are many but all answerable and tidy.
+    w = np.concatenate([np.full(len(e[1]), 1.0) for e in stored] + [np.full(len(e[1]), 3.0) for e in dev])
+    lr = LogisticRegression(C=args.c, max_iter=5000).fit(x, y, sample_weight=w)
+    sentence = Linear(lr.coef_[0].astype(np.float64), float(lr.intercept_[0]))
+    # Whether the sources answer at all: dev questions (answer vs not_found / out_of_scope).
+    partial = RankerModel(sentence, Linear(np.zeros(len(ANSWERABLE_FEATURES)), 0.0), "")
+    qx = np.vstack([answerable_features(q, _rescored(q, partial)) for _, _, _, q in dev])
+    qy = np.array([int(case.kind == "answer") for _, _, case, _ in dev])
+    lq = LogisticRegression(C=args.c, max_iter=5000, class_weight="balanced").fit(qx, qy)
+    model = RankerModel(sentence, Linear(lq.coef_[0].astype(np.float64), float(lq.intercept_[0])), "")
+
+    best = (-1.0, settings.answer.min_evidence, settings.answer.sentence_margin)
+    for floor in np.arange(0.20, 0.81, 0.05):
+        for margin in (0.1, 0.2, 0.3, 0.4, 0.5):
+            trial = settings.with_overrides(answer_min_evidence=float(floor), answer_sentence_margin=margin)
+            score = _simulate(dev, model, trial)
+            if score > best[0] + 1e-9:
+                best = (score, round(float(floor), 2), margin)
+    digest = hashlib.sha256(np.ascontiguousarray(np.round(x, 6)).tobytes() + y.tobytes()).hexdigest()[:12]
+    out = {
+        "format": RANKER_FORMAT,
+        "version": f"data:{digest}",
+        "sentence": {
+            "features": list(FEATURES),
+            "weights": [round(float(v), 6) for v in model.sentence.weights],
+            "bias": round(model.sentence.bias, 6),
+        },
+        "answerable": {
+            "features": list(ANSWERABLE_FEATURES),
+            "weights": [round(float(v), 6) for v in model.answerable.weights],
+            "bias": round(model.answerable.bias, 6),
+        },
+        "dev_simulated": round(best[0], 4),
+        "suggested": {"PCL_MIN_EVIDENCE": best[1], "PCL_SENTENCE_MARGIN": best[2]},
+    }
+    path = ranker_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    for name, v in [
+        *zip(FEATURES, model.sentence.weights, strict=True),
+        *zip(ANSWERABLE_FEATURES, model.answerable.weights, strict=True),
+    ]:
+        print(f"  {name:<24}{v:+.3f}")
+    print(f"dev (simulated): {best[0]:.3f} at min_evidence={best[1]}, sentence_margin={best[2]}")
+    print(f"wrote {path} in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
