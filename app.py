@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Engine ready in {time.perf_counter() - started:.1f} s. Starting the web page…", flush=True)
 
     demo = build(companion)
-    demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.max_queue)
+    demo.queue(default_concurrency_limit=settings.app.concurrency_limit, max_size=settings.app.max_queue)
     try:
         demo.launch(server_name=args.host, server_port=args.port, **launch_options())
     except OSError as exc:

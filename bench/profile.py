@@ -69,7 +69,7 @@ def profile_build(scale: int) -> str:
     try:
         real_chunks = 62
         corpus = work / "corpus"
-        build_corpus(settings.corpus_dir, real_chunks * scale, corpus)
+        build_corpus(settings.index.corpus_dir, real_chunks * scale, corpus)
         s = settings.with_overrides(corpus_dir=corpus, index_dir=work / "index")
         embeddings = load_embeddings(s)
         prof = cProfile.Profile()

@@ -46,7 +46,7 @@ def worker(what: str, out_dir: Path, *args: str, env: dict | None = None) -> dic
 def ensure_index() -> dict:
     """The real index, built if missing or stale, before anything is timed."""
     subprocess.run([sys.executable, "-m", "bot", "index"], cwd=REPO_ROOT, check=True, capture_output=True)
-    index = Settings.from_env().index_dir
+    index = Settings.from_env().index.index_dir
     current = (index / "CURRENT").read_text(encoding="utf-8").strip()
     return json.loads((index / current / "manifest.json").read_text(encoding="utf-8"))
 
@@ -100,11 +100,11 @@ def growth(
                 _say(f"growth {scale}x: skipped, {row['skipped']}")
                 rows.append(row)
                 continue
-        corpus = Settings().corpus_dir if scale == 1 else work / f"corpus-{scale}x"
+        corpus = Settings().index.corpus_dir if scale == 1 else work / f"corpus-{scale}x"
         if scale > 1:
             _say(f"growth {scale}x: generating a corpus of ~{target} chunks")
             t = time.perf_counter()
-            row["generated"] = build_corpus(Settings().corpus_dir, target, corpus)
+            row["generated"] = build_corpus(Settings().index.corpus_dir, target, corpus)
             row["generate_s"] = round(time.perf_counter() - t, 1)
         index = work / f"index-{scale}x"
         shutil.rmtree(index, ignore_errors=True)

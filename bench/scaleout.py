@@ -74,7 +74,7 @@ def run(out_dir: Path) -> dict:
     server = ChromaServer(work / "chroma", out_dir / "chroma.log")
     apps: list[App] = []
     result: dict = {}
-    collection = Settings().collection
+    collection = Settings().index.collection
     try:
         result["chroma_start_s"] = round(server.start(), 2)
         base = {"CHROMA_HOST": "127.0.0.1", "CHROMA_PORT": str(server.port)}

@@ -50,7 +50,7 @@ def api(args) -> dict:
     startup_ms = _ms(t)
     baseline = Chroma(
         client=companion.index.store.client,
-        collection_name=settings.collection,
+        collection_name=settings.index.collection,
         embedding_function=companion.embeddings,
     ).as_retriever(search_kwargs={"k": 4})
     questions, source = load_questions()
@@ -297,7 +297,7 @@ def cold(args) -> dict:
     t = step("open the Chroma index (fingerprint, counts)", t)
     index.warm()
     t = step("prefetch sentence vectors (IndexHandle.warm)", t)
-    HybridSearch(index, rrf_k=settings.rrf_k)
+    HybridSearch(index, rrf_k=settings.retrieval.rrf_k)
     t = step("load chunks and build BM25 (HybridSearch)", t)
     embed_query(embeddings, "warm up")
     step("first query embedding", t)

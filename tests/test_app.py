@@ -66,7 +66,7 @@ def test_chat_is_the_only_public_endpoint(client: Client) -> None:
 
 
 def test_too_long_message_is_refused_by_the_server(client: Client) -> None:
-    limit = Settings().max_question_chars
+    limit = Settings().safety.max_question_chars
     text = client.predict("What is PCL? " * (limit // 10), api_name="/chat")
     assert f"the limit is {limit:,}" in text
     assert "Sources:" not in text

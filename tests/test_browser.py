@@ -305,7 +305,7 @@ def test_phone_page_is_readable_and_easy_to_tap(phone) -> None:
     _ask(phone, "What is CT0596?")
     assert phone.evaluate("document.documentElement.lang") == "en"
     textbox = phone.get_by_label("Your question")
-    assert textbox.evaluate("e => e.maxLength") == Settings().max_question_chars
+    assert textbox.evaluate("e => e.maxLength") == Settings().safety.max_question_chars
     small = phone.evaluate(
         """() => [...document.querySelectorAll(
               '#pcl-chat .pcl-reply p, #pcl-chat .pcl-user, textarea, button, summary, .pcl-banner, .pcl-privacy')]

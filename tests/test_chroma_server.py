@@ -113,7 +113,7 @@ def _raw_client(port: int):
 def test_index_is_built_on_the_server_not_on_local_disk(companion, server_settings, chroma_server):
     assert companion.index.store.location.startswith(f"http://127.0.0.1:{chroma_server}/{COLLECTION}__b")
     assert companion.index.manifest["chunks"] == companion.index.chunks.count() > 0
-    assert not list(Path(server_settings.index_dir).glob("store-*"))
+    assert not list(Path(server_settings.index.index_dir).glob("store-*"))
     pointer = _raw_client(chroma_server).get_collection(COLLECTION + POINTER_SUFFIX)
     assert json.loads(pointer.metadata["manifest"])["fingerprint"] == companion.index.manifest["fingerprint"]
 
@@ -154,7 +154,7 @@ def test_stale_index_is_rebuilt_and_replicas_of_each_version_keep_their_own_buil
     settings = server_settings.with_overrides(index_dir=tmp_path / "lock")
     original = companion.index
     changed_corpus = tmp_path / "changed"
-    shutil.copytree(settings.corpus_dir, changed_corpus)
+    shutil.copytree(settings.index.corpus_dir, changed_corpus)
     study = json.loads((changed_corpus / "trials" / "NCT06333509.json").read_text(encoding="utf-8"))
     ident = study["protocolSection"]["identificationModule"]
     ident["nctId"], ident["briefTitle"] = "NCT09999991", "Test record for the rebuild check"

@@ -39,7 +39,7 @@ AUTHOR_SENTENCE = (
 
 @pytest.fixture(scope="module")
 def corpus(settings: Settings) -> Corpus:
-    return Corpus.load(settings.corpus_dir)
+    return Corpus.load(settings.index.corpus_dir)
 
 
 def cite(n: int, *sentences: str, section: str = OUTCOMES, source: str = ARTICLE) -> Citation:

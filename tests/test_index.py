@@ -20,14 +20,14 @@ def tmp_settings(tmp_path, settings):
 
 
 def current_store(settings) -> Path:
-    return Path(settings.index_dir) / (Path(settings.index_dir) / "CURRENT").read_text().strip()
+    return Path(settings.index.index_dir) / (Path(settings.index.index_dir) / "CURRENT").read_text().strip()
 
 
 def test_fingerprint_tracks_corpus_model_and_chunking(tmp_settings):
     fp = fingerprint(tmp_settings)
     assert fp == fingerprint(tmp_settings)
-    assert fp != fingerprint(tmp_settings.with_overrides(chunk_tokens=tmp_settings.chunk_tokens + 1))
-    article = Path(tmp_settings.corpus_dir) / "article.md"
+    assert fp != fingerprint(tmp_settings.with_overrides(chunk_tokens=tmp_settings.index.chunk_tokens + 1))
+    article = Path(tmp_settings.index.corpus_dir) / "article.md"
     article.write_text(article.read_text() + "\nOne more line.\n")
     assert fp != fingerprint(tmp_settings)
 
@@ -45,7 +45,7 @@ def test_missing_index_is_built_and_then_reused(tmp_settings, companion):
 def test_stale_index_is_rebuilt_into_a_new_store(tmp_settings, companion):
     open_index(tmp_settings, companion.embeddings, progress=False)
     first = current_store(tmp_settings)
-    glossary = Path(tmp_settings.corpus_dir) / "glossary.md"
+    glossary = Path(tmp_settings.index.corpus_dir) / "glossary.md"
     glossary.write_text(
         glossary.read_text().replace("rare and aggressive cancer", "rare, aggressive cancer", 1)
     )
@@ -66,7 +66,7 @@ def test_failed_build_leaves_the_current_index_in_use(tmp_settings, companion, m
     with pytest.raises(OSError):
         build_index(tmp_settings, companion.embeddings, progress=False)
     assert current_store(tmp_settings) == before
-    leftovers = [p for p in Path(tmp_settings.index_dir).glob("store-*") if p != before]
+    leftovers = [p for p in Path(tmp_settings.index.index_dir).glob("store-*") if p != before]
     assert leftovers == [], "a half-built store must be removed"
     monkeypatch.undo()
     reopened = open_index(tmp_settings, companion.embeddings, progress=False)

@@ -24,7 +24,7 @@ DISCLAIMER = Settings().disclaimer
 
 @pytest.fixture(scope="module")
 def app(companion, settings):
-    return guarded_app(str(settings.index_dir))
+    return guarded_app(str(settings.index.index_dir))
 
 
 @pytest.fixture(scope="module")

@@ -173,7 +173,7 @@ def broken(request, template, tmp_path):
 def test_broken_source_is_one_error_naming_the_file_and_the_field(broken):
     settings, path, field = broken
     with pytest.raises(CorpusError) as caught:
-        load_corpus(settings.corpus_dir)
+        load_corpus(settings.index.corpus_dir)
     error = caught.value
     assert Path(error.path) == path
     assert field in error.field
@@ -184,7 +184,7 @@ def test_broken_source_is_one_error_naming_the_file_and_the_field(broken):
 @pytest.mark.parametrize("broken", CASES, ids=IDS, indirect=True)
 def test_broken_source_never_replaces_the_current_index(broken):
     settings, path, field = broken
-    index = settings.index_dir
+    index = settings.index.index_dir
     before = (current_store(index), store_folders(index))
     with pytest.raises(CorpusError):
         open_index(settings, shared_embeddings(), progress=False, fallback=False)

@@ -226,7 +226,7 @@ def test_stale_fingerprint_rebuilds_with_the_new_content(fresh):
     settings, index = fresh
     old = current_store(index)
     add_glossary_entry(
-        settings.corpus_dir,
+        settings.index.corpus_dir,
         "Zorblatt marker",
         "The zorblatt marker is a made-up term that only this test adds to the glossary.",
         "https://example.org/zorblatt",
@@ -245,7 +245,7 @@ def test_stale_fingerprint_rebuilds_with_the_new_content(fresh):
 
 def _make_stale(settings) -> None:
     add_glossary_entry(
-        settings.corpus_dir,
+        settings.index.corpus_dir,
         "Quillon term",
         "A quillon term is a made-up entry that makes the index stale.",
         "https://example.org/quillon",
@@ -394,7 +394,7 @@ def _model_vectors(settings, path: Path) -> Path:
     from bot.ingest.load import load_corpus
 
     chunks = chunk_documents(
-        load_corpus(settings.corpus_dir), settings.chunk_tokens, settings.chunk_overlap_tokens
+        load_corpus(settings.index.corpus_dir), settings.index.chunk_tokens, settings.index.chunk_overlap_tokens
     )
     texts = [embedding_text(c) for c in chunks] + [u.text for c in chunks for u in units_of(c)]
     vectors = shared_embeddings().embed_documents(texts)
@@ -404,8 +404,8 @@ def _model_vectors(settings, path: Path) -> Path:
 
 def _start_child(settings, tmp_path: Path, name: str, crash: bool = False) -> subprocess.Popen:
     env = os.environ.copy() | {
-        "PCL_CORPUS_DIR": str(settings.corpus_dir),
-        "PCL_INDEX_DIR": str(settings.index_dir),
+        "PCL_CORPUS_DIR": str(settings.index.corpus_dir),
+        "PCL_INDEX_DIR": str(settings.index.index_dir),
         "GO_FILE": str(tmp_path / "go"),
         "READY_FILE": str(tmp_path / f"ready-{name}"),
         "VECTORS_FILE": str(tmp_path / "vectors.json"),

@@ -219,4 +219,4 @@ def test_poisoned_corpus_is_really_indexed(poisoned):
     """Guard against a vacuous pass: the planted documents are in the index the bot searches."""
     sources = set(poisoned.index.manifest["sources"])
     assert {PLANTED_ID, PLANTED_TRIAL} <= sources
-    assert Path(poisoned.settings.corpus_dir, "zz-community-note.md").exists()
+    assert Path(poisoned.settings.index.corpus_dir, "zz-community-note.md").exists()

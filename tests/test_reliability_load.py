@@ -122,7 +122,7 @@ def _person(n: int, url: str, config: dict, deadline: float, tally: Tally) -> No
 
 @pytest.fixture(scope="module")
 def app(companion, settings):
-    return guarded_app(str(settings.index_dir))
+    return guarded_app(str(settings.index.index_dir))
 
 
 def test_bounded_load_loses_nothing_and_memory_stays_flat(app):

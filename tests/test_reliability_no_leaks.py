@@ -35,7 +35,7 @@ MARKER = f"zq{uuid.uuid4().hex[:10]}"  # a word no source contains, to find user
 
 @pytest.fixture(scope="module")
 def app(companion, settings):
-    return guarded_app(str(settings.index_dir))
+    return guarded_app(str(settings.index.index_dir))
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_an_internal_fault_shows_a_plain_sentence(companion, monkeypatch, caplog
     from bot.interfaces import ui
 
     def broken_search(*args, **kwargs):
-        raise RuntimeError(f"disk I/O error in {companion.settings.index_dir}/chroma.sqlite3")
+        raise RuntimeError(f"disk I/O error in {companion.settings.index.index_dir}/chroma.sqlite3")
 
     monkeypatch.setattr(companion.search, "search", broken_search)
     demo = ui.build(companion)

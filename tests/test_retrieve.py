@@ -37,6 +37,6 @@ def test_dense_finds_a_paraphrase(companion):
 
 def test_langchain_retriever_returns_documents_with_citation_metadata(companion):
     docs = companion.retriever().invoke("What is CT0596?")
-    assert docs and len(docs) <= companion.settings.top_k
+    assert docs and len(docs) <= companion.settings.retrieval.top_k
     assert any("CT0596" in d.page_content for d in docs)
     assert all(d.metadata.get("url") and d.metadata.get("section") for d in docs)
