@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     report.add_argument("--no-report", action="store_true", help="write the JSON only, no report")
     args = p.parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # `kill` or a closed terminal: stop as Ctrl-C does
+        signal.signal(sig, _interrupt)
     try:
         return _run(args)
     except KeyboardInterrupt:
@@ -222,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
             f"\n[bench] interrupted{what}. Nothing was written to BENCHMARKS.md.", file=sys.stderr, flush=True
         )
         return 130
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _children_of(pid: int) -> list[int]:
