@@ -13,8 +13,9 @@ PIP_INSTALL = $(BIN)/python -m pip install --timeout 5 --retries 1 $(if $(TORCH_
 
 .PHONY: run app test install install-test lint pytest evals clean-venv
 
+# `make run ARGS="--port 8080"` passes options to app.py (README "Chat app").
 run: install
-	$(BIN)/python app.py
+	$(BIN)/python app.py $(ARGS)
 
 app: run
 
