@@ -213,7 +213,7 @@ def render(res: dict, json_path: Path | None = None, chart_link: str = "docs/ben
         'pip install -e ".[dev]"',
         "python -m bench --write-report   # about 30-60 min; rewrites this file and the chart",
         "python -m bench            # the same run; report in bench/results/<timestamp>/ instead",
-        "python -m bench --quick    # a few minutes: fewer rounds, growth to 10x, 8 s per HTTP level",
+        "python -m bench --quick    # ~12 min on 2 cores: fewer rounds, growth to 10x, 8 s per HTTP level",
         "python -m bench --full     # adds the 1000x corpus (its build is long; see Growth)",
         "python -m bench --only api http   # some phases only",
         "```",
