@@ -7,10 +7,13 @@ Loads the engine once (building the local index on the first start), then serves
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import socket
 import sys
 import time
+from datetime import UTC, datetime
 
 import bot  # noqa: F401  (first: pins the process offline before gradio is imported)
 from bot.errors import CorpusError, IndexError_
@@ -44,6 +47,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why the app could not listen on host:port, or None when it can.
+
+    Checked before the model loads, so a busy port fails in a second instead of after the
+    model, the index and Gradio have started. Binds the way uvicorn does (SO_REUSEADDR), so a
+    port only in TIME_WAIT after an earlier run counts as free.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"{host!r} is not an address this machine can listen on ({exc})"
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use (is another `python app.py` running?)"
+            return f"cannot listen on {host}:{port} ({exc.strerror or exc})"
+    return None
+
+
+def _built_now(companion, since: float) -> dict | None:
+    """The index manifest when this start built the index, else None (it was only loaded)."""
+    manifest = getattr(getattr(companion, "index", None), "manifest", None) or {}
+    try:
+        built_at = datetime.strptime(manifest["built_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return manifest if built_at.timestamp() >= int(since) and "build_seconds" in manifest else None
+
+
+def _serving(host: str, port: int) -> str:
+    if host in ("0.0.0.0", "::"):
+        return f"Serving on every address of this machine: http://127.0.0.1:{port} here, reachable from the network."
+    shown = f"[{host}]" if ":" in host else host
+    local = host in ("127.0.0.1", "localhost", "::1")
+    return (
+        f"Serving http://{shown}:{port} ({'this machine only' if local else 'reachable from the network'})."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -52,24 +99,44 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"Configuration error: {exc}", file=sys.stderr)
         return 2
+    problem = port_problem(args.host, args.port)
+    if problem:
+        print(
+            f"Cannot start: {problem}. Stop the other app, or pick a free port: "
+            f"python app.py --port {args.port + 1 if args.port < 65535 else 8080} "
+            "(or set GRADIO_SERVER_PORT).",
+            file=sys.stderr,
+        )
+        return 1
 
     # Say something at once: the imports below (torch, Chroma, Gradio) take seconds on their own.
     print("Loading the embedding model and the local index (the first start builds it)…", flush=True)
-    started = time.perf_counter()
-    from bot.interfaces.ui import build, launch_options
-    from bot.pipeline import Companion
-
+    started, started_wall = time.perf_counter(), time.time()
     try:
-        companion = Companion(settings, progress=True)
-    except (CorpusError, IndexError_, ConfigError) as exc:
-        print(f"Cannot start: {exc}", file=sys.stderr)
-        return 1
+        from bot.interfaces.ui import build, launch_options
+        from bot.pipeline import Companion
+
+        try:
+            companion = Companion(settings, progress=True)
+        except (CorpusError, IndexError_, ConfigError) as exc:
+            print(f"Cannot start: {exc}", file=sys.stderr)
+            return 1
+    except KeyboardInterrupt:
+        print("\nStopped before the app was ready.", file=sys.stderr)
+        return 130
+    built = _built_now(companion, started_wall)
+    if built:
+        chunks = f" ({built['chunks']} passages)" if "chunks" in built else ""
+        print(f"Index built in {float(built['build_seconds']):.1f} s{chunks}.", flush=True)
     print(f"Engine ready in {time.perf_counter() - started:.1f} s. Starting the web page…", flush=True)
 
     demo = build(companion)
     demo.queue(default_concurrency_limit=settings.app.concurrency_limit, max_size=settings.app.max_queue)
+    # quiet: Gradio's own banner would suggest `share=True` (a public tunnel this app never
+    # opens); the address is printed below instead.
+    options = launch_options() | {"quiet": True, "prevent_thread_lock": True}
     try:
-        demo.launch(server_name=args.host, server_port=args.port, **launch_options())
+        demo.launch(server_name=args.host, server_port=args.port, **options)
     except OSError as exc:
         print(
             f"Cannot listen on {args.host}:{args.port} ({exc}). Is another app using the port? "
@@ -77,6 +144,15 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    print(f"{_serving(args.host, args.port)} Press Ctrl-C to stop.", flush=True)
+    try:
+        while demo.is_running:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.close()
+    print("\nStopped.", flush=True)
     return 0
 
 

@@ -2,6 +2,9 @@
 
     python -m bench.report bench/results/<timestamp>.json   # rewrite the report from a run
 
+`python -m bench` writes the report next to its results (bench/results/<timestamp>/, git-ignored)
+and only with `--write-report` over the committed BENCHMARKS.md and docs/bench-growth.png.
+
 The numbers are generated; the analysis (what is slow and why, what was changed) is kept by
 hand in `bench/findings.md` and included as it is.
 """
@@ -184,7 +187,7 @@ def chart(res: dict, path: Path = CHART) -> Path | None:
     return path
 
 
-def render(res: dict, json_path: Path | None = None) -> str:
+def render(res: dict, json_path: Path | None = None, chart_link: str = "docs/bench-growth.png") -> str:
     m = res["machine"]
     out = ["# Benchmarks", ""]
     out.append(
@@ -208,13 +211,15 @@ def render(res: dict, json_path: Path | None = None) -> str:
         "",
         "```bash",
         'pip install -e ".[dev]"',
-        "python -m bench            # about 30-60 min: API, cold start, growth 1x/10x/100x, HTTP",
-        "python -m bench --quick    # a few minutes: fewer rounds, growth to 10x, 8 s per HTTP level",
+        "python -m bench --write-report   # about 30-60 min; rewrites this file and the chart",
+        "python -m bench            # the same run; report in bench/results/<timestamp>/ instead",
+        "python -m bench --quick    # ~12 min on 2 cores: fewer rounds, growth to 10x, 8 s per HTTP level",
         "python -m bench --full     # adds the 1000x corpus (its build is long; see Growth)",
         "python -m bench --only api http   # some phases only",
         "```",
         "",
-        "It writes `bench/results/<timestamp>.json`, this file and `docs/bench-growth.png`. "
+        "It writes `bench/results/<timestamp>.json` and, with `--write-report`, this file and "
+        "`docs/bench-growth.png` (otherwise both go to `bench/results/<timestamp>/`). "
         "Offline: only 127.0.0.1 is used.",
         "",
     ]
@@ -348,7 +353,7 @@ def render(res: dict, json_path: Path | None = None) -> str:
                     + " | ".join(_f((st.get(n) or {}).get("p50"), 2) for n in names)
                     + " |"
                 )
-        out += ["", "![growth](docs/bench-growth.png)", ""]
+        out += ["", f"![growth]({chart_link})", ""]
 
     if http.get("levels"):
         out += [
@@ -415,13 +420,16 @@ def render(res: dict, json_path: Path | None = None) -> str:
     return "\n".join(out)
 
 
-def write_report(res: dict, json_path: Path | None = None) -> list[Path]:
+def write_report(res: dict, json_path: Path | None = None, out_dir: Path | None = None) -> list[Path]:
+    """The report and chart: into out_dir when given, else over BENCHMARKS.md and docs/."""
+    report, chart_path = (REPORT, CHART) if out_dir is None else (out_dir / REPORT.name, out_dir / CHART.name)
     written = []
-    png = chart(res)
+    png = chart(res, chart_path)
     if png:
         written.append(png)
-    REPORT.write_text(render(res, json_path), encoding="utf-8")
-    written.append(REPORT)
+    link = CHART.relative_to(REPO_ROOT).as_posix() if out_dir is None else CHART.name
+    report.write_text(render(res, json_path, chart_link=link), encoding="utf-8")
+    written.append(report)
     return written
 
 

@@ -4,15 +4,19 @@
     python -m bench --quick    # fewer rounds, growth to 10x, 8 s per HTTP level (a smoke run)
     python -m bench --full     # also the 1000x corpus (its build takes long; see BENCHMARKS.md)
 
-Writes bench/results/<timestamp>.json, BENCHMARKS.md and docs/bench-growth.png.
+Writes bench/results/<timestamp>.json and a report (BENCHMARKS.md, bench-growth.png) in
+bench/results/<timestamp>/; with --write-report the report replaces the committed BENCHMARKS.md
+and docs/bench-growth.png instead. Ctrl-C stops the run and every process it started.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -199,8 +203,79 @@ def main(argv: list[str] | None = None) -> int:
         default=BUILD_LIMIT_MIN,
         help=f"skip a growth size whose estimated build is longer (default {BUILD_LIMIT_MIN}; --full: no limit)",
     )
-    p.add_argument("--no-report", action="store_true", help="write the JSON only, not BENCHMARKS.md")
+    report = p.add_mutually_exclusive_group()
+    report.add_argument(
+        "--write-report",
+        action="store_true",
+        help="rewrite the committed BENCHMARKS.md and docs/bench-growth.png "
+        "(default: the report goes to bench/results/<timestamp>/)",
+    )
+    report.add_argument("--no-report", action="store_true", help="write the JSON only, no report")
     args = p.parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # `kill` or a closed terminal: stop as Ctrl-C does
+        signal.signal(sig, _interrupt)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the cleanup
+        stopped = stop_children()
+        what = f"; stopped {stopped} process{'es' if stopped != 1 else ''} it had started" if stopped else ""
+        print(
+            f"\n[bench] interrupted{what}. Nothing was written to BENCHMARKS.md.", file=sys.stderr, flush=True
+        )
+        return 130
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _children_of(pid: int) -> list[int]:
+    """Every descendant of pid, from /proc (Linux); [] where /proc cannot tell."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def stop_children(timeout: float = 10.0) -> int:
+    """Terminate every process this run started (the app, Chroma, workers), kill what lingers."""
+    pids = _children_of(os.getpid())
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [pid for pid in alive if _running(pid)]
+    for pid in alive:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child: reap it
+                return False
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _run(args: argparse.Namespace) -> int:
     phases = set(args.only or ("api", "cold", "growth", "http", "scaleout"))
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -253,15 +328,19 @@ def main(argv: list[str] | None = None) -> int:
             _say("scaleout: chroma run + 2 app replicas")
             results["scaleout"] = scaleout(out_dir)
             _say(f"scaleout: {results['scaleout']}")
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        shutil.rmtree(out_dir, ignore_errors=True)  # a half run's raw files: nothing to keep
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        path = RESULTS / f"{stamp}.json"
-        path.write_text(json.dumps(results, indent=1), encoding="utf-8")
-        _say(f"results: {path.relative_to(REPO_ROOT)}")
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    path = RESULTS / f"{stamp}.json"
+    path.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    _say(f"results: {path.relative_to(REPO_ROOT)}")
     if not args.no_report:
         from bench.report import write_report
 
-        for written in write_report(results, path):
+        for written in write_report(results, path, out_dir=None if args.write_report else out_dir):
             _say(f"wrote {written.relative_to(REPO_ROOT)}")
     return 0

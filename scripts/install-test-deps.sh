@@ -3,12 +3,26 @@
 # (`playwright install` downloads browsers, which this project never does.)
 set -euo pipefail
 if [ -x /usr/bin/chromium ]; then
+  echo "Chromium for the browser tests: $(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium) (already installed)"
   exit 0
 fi
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  echo "Chromium for the browser tests: installing Debian's 'chromium' package with apt-get (about a minute)"
+  started=$(date +%s)
+  log=$(mktemp)
+  trap 'rm -f "$log"' EXIT
+  step() {  # run a step quietly; show its output only if it fails
+    echo "  $*"
+    if ! "$@" >"$log" 2>&1; then
+      cat "$log" >&2
+      echo "Could not install Chromium ('$*' failed); the browser tests need /usr/bin/chromium." >&2
+      exit 1
+    fi
+  }
+  step apt-get update -qq
+  step env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  echo "  installed $(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium) in $(($(date +%s) - started)) s"
 else
   echo "Chromium is missing: install Debian's 'chromium' package (sudo apt-get install -y chromium)" >&2
-  echo "or the browser tests will be skipped outside CI." >&2
+  echo "or the browser tests will be skipped outside CI (on CI, CI=true, they fail)." >&2
 fi

@@ -563,6 +563,7 @@ class GuardedApp:
         ]
 
     def stop(self) -> None:
+        """Stop the app and remove its folder (index copy, logs, feedback): runs at exit too."""
         if self.process.poll() is None:
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 os.kill(self.pid, signal.SIGTERM)  # the app itself (under strace, not strace)
@@ -571,6 +572,7 @@ class GuardedApp:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @functools.cache
