@@ -13,6 +13,7 @@ from bot.answer import notices
 from bot.answer.scope import in_domain, off_topic
 from bot.query import Query
 from bot.reply import Reply, Retrieved
+from bot.retrieval.questions import suggestions
 from bot.safety import replies
 from bot.safety.policy import DECISION, EMERGENCIES, REPLY_KIND, SUPPORT
 from bot.settings import Settings
@@ -35,7 +36,7 @@ class Policy:
         if q.hits:
             common = {
                 "resolved_question": q.resolved,
-                "evidence": round(comp.evidence, 4) if comp else 0.0,
+                "evidence": round(float(q.extra.get("answerable", 0.0)), 4),
                 "retrieved": tuple(
                     Retrieved(
                         h.chunk.id,
@@ -47,7 +48,7 @@ class Policy:
                 ),
             }
 
-        def reply(kind: str, reason: str, parts, citations=()) -> Reply:
+        def reply(kind: str, reason: str, parts, citations=(), follow_ups=()) -> Reply:
             return Reply(
                 question=q.raw if isinstance(q.raw, str) else "",
                 parts=tuple(parts),
@@ -57,6 +58,7 @@ class Policy:
                 latency_ms=(time.perf_counter() - started) * 1000.0,
                 reason=reason,
                 timings_ms=q.timings,
+                follow_ups=tuple(follow_ups),
                 **common,
             )
 
@@ -69,10 +71,12 @@ class Policy:
         if risk is not None and risk.injection and risk.category != DECISION:
             return reply("out_of_scope", "injection", [notices.out_of_scope("injection")])
         has_facts = comp is not None and not comp.empty
+        quoted = {(c.hit.chunk.id, c.j) for c in q.chosen}
+        offer = suggestions(q.matches, quoted)
         if risk is not None and risk.category == DECISION:
             parts = replies.decision(has_facts) + (list(comp.quotes) if has_facts else [])
             reason = "injection_dose" if risk.injection else "personal"
-            return reply("medical_advice", reason, parts, comp.citations if has_facts else ())
+            return reply("medical_advice", reason, parts, comp.citations if has_facts else (), offer)
         if risk is not None and risk.category == SUPPORT:
             return reply("support", "distress", [replies.for_category(SUPPORT, s.safety)])
         if off_topic(q.cleaned):
@@ -80,5 +84,5 @@ class Policy:
         if not has_facts:
             if not in_domain(q.analysis.terms.corrected if q.analysis else q.cleaned):
                 return reply("out_of_scope", "off_topic", [notices.out_of_scope("off_topic")])
-            return reply("not_found", "", [notices.not_found()])
-        return reply("answer", "", comp.quotes, comp.citations)
+            return reply("not_found", "", [notices.not_found()], follow_ups=offer)
+        return reply("answer", "", comp.quotes, comp.citations, offer)

@@ -16,7 +16,27 @@ import numpy as np
 class QuestionMatches:
     by_sentence: dict[tuple[str, int], float] = field(default_factory=dict)  # (chunk id, j) -> cosine
     by_chunk: dict[str, float] = field(default_factory=dict)  # chunk id -> best cosine
-    best: list[tuple[float, str]] = field(default_factory=list)  # (cosine, stored question), best first
+    # (cosine, stored question, its target sentences), best first
+    best: list[tuple[float, str, tuple[tuple[str, int], ...]]] = field(default_factory=list)
+
+
+def suggestions(
+    matches: QuestionMatches | None, answered: set[tuple[str, int]], n: int = 3
+) -> tuple[str, ...]:
+    """Questions to offer next: stored questions close to this one whose sentences were not
+    quoted, plainly worded (a capital letter and a question mark), one per set of sentences."""
+    if matches is None:
+        return ()
+    out, seen = [], set()
+    for _, text, targets in matches.best:
+        if len(out) >= n:
+            break
+        plain = text[:1].isupper() and text.rstrip().endswith("?")
+        if not plain or set(targets) <= answered or targets in seen:
+            continue
+        seen.add(targets)
+        out.append(text)
+    return tuple(out)
 
 
 class StoredQuestions:
@@ -43,7 +63,7 @@ class StoredQuestions:
         idx = np.argpartition(-sims, top - 1)[:top]
         for i in idx[np.argsort(-sims[idx])]:
             s = float(sims[i])
-            out.best.append((s, self.texts[i]))
+            out.best.append((s, self.texts[i], tuple(self.targets[i])))
             for cid, j in self.targets[i]:
                 if s > out.by_sentence.get((cid, j), -1.0):
                     out.by_sentence[(cid, j)] = s
