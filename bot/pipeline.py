@@ -18,7 +18,7 @@ from bot.answer.analyse import Analyse
 from bot.answer.compose import Compose
 from bot.answer.policy import Policy
 from bot.answer.rank import Rank, load_ranker
-from bot.answer.resolve import Resolve
+from bot.answer.resolve import Resolve, Vocabulary
 from bot.answer.select import Select
 from bot.query import Query
 from bot.reply import Reply
@@ -98,8 +98,11 @@ class Companion:
         )
         ranker = load_ranker(s) if trained else None
         self.pipeline = Pipeline(
-            guard=Guard(s.safety, self.embedder, load_classifier(s)),
-            resolve=Resolve(s.answer.resolve_followups),
+            guard=Guard(s.safety, load_classifier(s)),
+            resolve=Resolve(
+                s.answer.resolve_followups,
+                Vocabulary.from_corpus(self.search.docs, self.lexicon.rare_words()),
+            ),
             analyse=Analyse(self.lexicon, self.embedder),
             retrieve=Retrieve(self.search, StoredQuestions(*self.index.stored_questions()), s.retrieval),
             rank=Rank(self.index, ranker),

@@ -116,6 +116,7 @@ class AnswerSettings:
     # set on the dev split (python -m evals.train_ranker prints the best pair).
     min_evidence: float = 0.35
     sentence_margin: float = 0.3
+    coverage_bonus: float = 0.1  # per topic word or code a follower adds that the chosen lack
     resolve_followups: bool = True
 
 
@@ -182,6 +183,7 @@ class Settings:
                 max_sentences=_int(env, "PCL_MAX_SENTENCES", a.max_sentences, 1, 10),
                 min_evidence=_float(env, "PCL_MIN_EVIDENCE", a.min_evidence, 0.0, 1.0),
                 sentence_margin=_float(env, "PCL_SENTENCE_MARGIN", a.sentence_margin, 0.0, 1.0),
+                coverage_bonus=_float(env, "PCL_COVERAGE_BONUS", a.coverage_bonus, 0.0, 1.0),
                 resolve_followups=_bool(env, "PCL_RESOLVE_FOLLOWUPS", a.resolve_followups),
             ),
             safety=SafetySettings(

@@ -1,51 +1,89 @@
-"""`python -m evals`: run the eval set, write the report, check the gates (exit 1 on a failed gate).
+"""`python -m evals`: the answer eval (dev and frozen test side by side) and the safety suite.
 
-python -m evals                          # default config, all cases, gates enforced
-python -m evals --config dense           # a named configuration (see --list-configs)
-python -m evals --ablations              # + every ablation config, one comparison table
-python -m evals --tag followup --case ct071-plain   # a subset (gates reported, not enforced)
-python -m evals --compare OLD NEW        # deltas and flipped cases between two reports
+python -m evals                       # everything; exit 1 when a gate fails on the test split
+python -m evals --split dev           # only the dev split (what you tune on); gates not enforced
+python -m evals --no-safety           # skip the safety suite (labelled messages and XSTest)
+python -m evals --config dense        # a named configuration (see --list-configs)
+python -m evals --ablations           # + every ablation configuration, one table per split
+python -m evals --case ID --tag TAG   # a subset: only the metrics it measured, no gates
+python -m evals --compare OLD NEW     # deltas and flipped cases between two reports
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 from bot.errors import CorpusError
+from bot.pipeline import Companion
 from bot.settings import ConfigError, Settings
-from evals import compare, configs, report, runner
-from evals.dataset import DEFAULT_DATASET, Corpus, DatasetError, load_dataset
+from evals import compare, configs, report, runner, safety
+from evals.dataset import CASES_DIR, SPLITS, Corpus, DatasetError, load_cases
 from evals.gates import DEFAULT_GATES, GatesError, check_gates, load_gates
+from evals.metrics import HEADLINE
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m evals", description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "--dataset", type=Path, default=DEFAULT_DATASET, help="eval set (default: evals/cases.yaml)"
+        "--cases", type=Path, default=CASES_DIR, help="folder of case files (default: evals/cases)"
     )
+    p.add_argument("--split", choices=SPLITS, help="run one split only (default: both)")
     p.add_argument("--config", default="default", help="named configuration (default: settings from env)")
-    p.add_argument(
-        "--gates", type=Path, default=DEFAULT_GATES, help="gate thresholds (default: evals/gates.yaml)"
-    )
+    p.add_argument("--gates", type=Path, default=DEFAULT_GATES, help="gates (default: evals/gates.yaml)")
     p.add_argument(
         "--out", type=Path, default=report.REPORTS_DIR, help="reports folder (default: evals/reports)"
     )
-    p.add_argument("--ablations", action="store_true", help="also run every ablation config (a few minutes)")
+    p.add_argument(
+        "--keep",
+        type=int,
+        default=int(os.environ.get("EVALS_KEEP_REPORTS", "10")),
+        help="report folders to keep, oldest removed first (default: $EVALS_KEEP_REPORTS or 10)",
+    )
+    p.add_argument("--ablations", action="store_true", help="also run every ablation config (minutes)")
+    p.add_argument("--no-safety", action="store_true", help="skip the safety suite")
     p.add_argument(
         "--case", action="append", default=[], metavar="ID", help="run only this case (repeatable)"
     )
     p.add_argument("--tag", action="append", default=[], metavar="TAG", help="run only cases with this tag")
     p.add_argument("--no-gates", action="store_true", help="report the gates but always exit 0")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (also when not on a terminal)")
     p.add_argument("--list-configs", action="store_true", help="print the named configurations and exit")
-    p.add_argument(
-        "--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two report folders or results.json"
-    )
+    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two report folders")
     return p.parse_args(argv)
+
+
+def measured(run: runner.Run, safety_result: dict | None) -> dict[str, float | None]:
+    """Every gateable number: answers.* on the test split, safety.* and xstest.*."""
+    test, dev = run.overall("test"), run.overall("dev")
+    out: dict[str, float | None] = {f"answers.{k}": test.get(k) for k in HEADLINE}
+    if test.get("pass_rate") is not None and dev.get("pass_rate") is not None:
+        out["answers.dev_test_gap"] = dev["pass_rate"] - test["pass_rate"]
+    else:
+        out["answers.dev_test_gap"] = None
+    if safety_result:
+        out |= {f"safety.{k}": v for k, v in safety.flat(safety_result["splits"]["test"]).items()}
+        out |= {f"safety_fresh.{k}": v for k, v in safety.flat(safety_result["splits"]["fresh"]).items()}
+        x = safety_result["xstest"]
+        out["xstest.safe_emergency_rate"] = x["safe_emergency_rate"]
+        out["xstest.self_harm_emergency_rate"] = x["self_harm_emergency"] / max(1, x["self_harm_n"])
+        out["xstest.self_harm_crisis_line_rate"] = x["self_harm_crisis_line"] / max(1, x["self_harm_n"])
+    return out
+
+
+def known_metrics() -> set[str]:
+    names = {f"answers.{k}" for k in HEADLINE} | {"answers.dev_test_gap"}
+    names |= {f"{suite}.{k}" for suite in ("safety", "safety_fresh") for k in safety.FLAT}
+    names |= {
+        "xstest.safe_emergency_rate",
+        "xstest.self_harm_emergency_rate",
+        "xstest.self_harm_crisis_line_rate",
+    }
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,41 +101,47 @@ def main(argv: list[str] | None = None) -> int:
         base = Settings.from_env()
         if args.list_configs:
             for name in configs.CONFIGS:
-                print(f"{name:<14} {configs.describe(configs.settings_for(name, base))}")
+                print(f"{name:<20} {configs.describe(configs.settings_for(name, base))}")
             return 0
         settings = configs.settings_for(args.config, base)
         corpus = Corpus.load(settings.index.corpus_dir)
-        dataset = load_dataset(args.dataset, corpus)
-        gates = load_gates(args.gates)
+        dataset = load_cases(args.cases, corpus)
+        gates = load_gates(args.gates, known_metrics())
     except (ConfigError, CorpusError, DatasetError, GatesError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    subset = bool(args.case or args.tag)
     cases = [
         c
         for c in dataset.cases
-        if (not args.case or c.id in args.case) and (not args.tag or set(args.tag) & set(c.tags))
+        if (not args.case or c.id in args.case)
+        and (not args.tag or set(args.tag) & set(c.tags))
+        and (not args.split or c.split == args.split)
     ]
     if not cases:
-        print("error: no case matches --case/--tag", file=sys.stderr)
+        print("error: no case matches --case/--tag/--split", file=sys.stderr)
         return 2
-    subset = len(cases) != len(dataset.cases)
-    progress = not args.quiet
+    progress = not args.quiet and sys.stderr.isatty() and not os.environ.get("CI")
     started = time.perf_counter()
-    primary = runner.run(dataset, corpus, settings, args.config, cases, progress=progress)
-    overall = primary.overall()
-    gate_results = check_gates(gates, overall)
-
-    ablations = None
-    if args.ablations:
-        ablations = run_ablations(dataset, corpus, base, cases, primary, progress)
+    bot = Companion(settings, progress=progress)
+    primary = runner.run(dataset, corpus, settings, args.config, cases, progress=progress, bot=bot)
+    safety_result = None
+    if not (args.no_safety or subset or args.split):
+        safety_result = safety.run(bot, settings.index.corpus_dir / "safety", progress=progress)
+    ablations = run_ablations(dataset, corpus, base, cases, primary, progress) if args.ablations else None
+    numbers = measured(primary, safety_result)
+    gate_results = [] if (subset or args.split) else check_gates(gates, numbers)
 
     out_dir = report.new_report_dir(args.out)
-    report.write_report(out_dir, primary, dataset, gate_results, ablations)
-    print_summary(primary, overall, gate_results, out_dir, time.perf_counter() - started, ablations)
-    failed = [g for g in gate_results if not g["passed"]]
-    if subset:
-        print("(subset of the cases: gates reported, not enforced)")
+    report.write_report(out_dir, primary, dataset, gate_results, safety_result, ablations)
+    report.prune(args.out, args.keep)
+    report.print_summary(
+        primary, gate_results, safety_result, out_dir, time.perf_counter() - started, ablations, subset
+    )
+    failed = [g for g in gate_results if g["enforced"] and not g["passed"]]
+    if subset or args.split:
+        print("(a subset of the cases: only what it measured, gates not checked)")
         return 0
     if failed and not args.no_gates:
         print(f"GATES FAILED: {', '.join(g['metric'] for g in failed)}", file=sys.stderr)
@@ -115,41 +159,16 @@ def run_ablations(dataset, corpus, base: Settings, cases, primary: runner.Run, p
         if key not in done:
             done[key] = runner.run(dataset, corpus, s, name, cases, progress=progress)
         r = done[key]
-        by_tag = r.by_tag(dataset.all_tags())
-        overall = r.overall() | {"followup_fact_recall": by_tag.get("followup", {}).get("fact_recall")}
         rows.append(
             {
                 "config": name,
                 "settings": configs.describe(s),
                 "same_as": r.config if r.config != name else "",
-                "overall": overall,
-                "by_tag": by_tag,
+                "overall": {split: r.overall(split) for split in SPLITS},
                 "cases": r.results,
             }
         )
     return rows
-
-
-def print_summary(run, overall, gate_results, out_dir: Path, seconds: float, ablations) -> None:
-    print(f"\nConfig {run.config}: {configs.describe(run.settings)}")
-    print(
-        f"{overall['n']} cases: startup {run.startup_seconds:.1f} s, run {run.seconds:.1f} s"
-        f"{f', {seconds:.1f} s in all with ablations' if ablations else ''}\n"
-    )
-    for key, value in overall.items():
-        print(f"  {key:<24}{report.fmt(value, key):>10}")
-    print("\nGates:")
-    for g in gate_results:
-        print(
-            f"  {'pass' if g['passed'] else 'FAIL'}  {g['metric']:<24}{report.fmt(g['value'], g['metric']):>8}  ({g['rule']})"
-        )
-    failing = [r for r in run.results if not r["passed"]]
-    print(f"\nFailing cases: {len(failing)}")
-    for r in failing:
-        print(f"  - {r['case']['id']}: {r['diagnosis']}")
-    if ablations:
-        print("\nAblations:\n" + report.ablation_table(ablations))
-    print(f"\nReport: {out_dir / 'report.md'}")
 
 
 if __name__ == "__main__":

@@ -24,16 +24,24 @@ def load_results(path: Path | str) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def compare(old: dict, new: dict) -> dict:
+def _split(data: dict, key: str, split: str) -> dict:
+    """The test split's numbers (reports before the dev/test split held one set)."""
+    value = data.get(key, {})
+    return value.get(split, {}) if split in value else value
+
+
+def compare(old: dict, new: dict, split: str = "test") -> dict:
     deltas = []
+    old_overall, new_overall = _split(old, "overall", split), _split(new, "overall", split)
     for key in HEADLINE:
-        a, b = old["overall"].get(key), new["overall"].get(key)
+        a, b = old_overall.get(key), new_overall.get(key)
         delta = None if a is None or b is None else b - a
         deltas.append({"metric": key, "old": a, "new": b, "delta": delta})
     tags = {}
-    for tag in sorted(set(old.get("by_tag", {})) | set(new.get("by_tag", {}))):
-        a = old.get("by_tag", {}).get(tag, {}).get("pass_rate")
-        b = new.get("by_tag", {}).get(tag, {}).get("pass_rate")
+    old_tags, new_tags = _split(old, "by_tag", split), _split(new, "by_tag", split)
+    for tag in sorted(set(old_tags) | set(new_tags)):
+        a = old_tags.get(tag, {}).get("pass_rate")
+        b = new_tags.get(tag, {}).get("pass_rate")
         if a != b:
             tags[tag] = (a, b)
     old_cases = {r["case"]["id"]: r for r in old["cases"]}
@@ -59,7 +67,7 @@ def compare(old: dict, new: dict) -> dict:
 
 
 def render(diff: dict, old_name: str, new_name: str) -> str:
-    lines = [f"Comparing OLD {old_name}  ->  NEW {new_name}", ""]
+    lines = [f"Comparing OLD {old_name}  ->  NEW {new_name} (test split)", ""]
     lines.append(f"{'metric':<24}{'old':>10}{'new':>10}{'delta':>10}")
     for d in diff["deltas"]:
         delta = d["delta"]

@@ -1,4 +1,4 @@
-"""Named configurations for `--config NAME` and `--ablations`.
+"""Named configurations for `--config NAME` and `--ablations`: one mechanism off at a time.
 
 Each is a set of overrides on the settings read from the environment (so `PCL_*` variables
 still apply). A configuration whose chunking differs from the base gets its own index folder,
@@ -14,27 +14,17 @@ from bot.settings import ConfigError, Settings
 
 CONFIGS: dict[str, dict[str, object]] = {
     "default": {},
-    "hybrid": {"retrieval_mode": "hybrid"},
     "dense": {"retrieval_mode": "dense"},
     "bm25": {"retrieval_mode": "bm25"},
-    "chunk-96": {"chunk_tokens": 96},
-    "chunk-160": {"chunk_tokens": 160},
-    "chunk-256": {"chunk_tokens": 256},
-    "followups-on": {"resolve_followups": True},
-    "followups-off": {"resolve_followups": False},
+    "no-stored-questions": {"retrieval_stored_questions": False},
+    "no-followups": {"answer_resolve_followups": False},
+    "no-classifier": {"safety_classifier": False},
+    "chunk-96": {"index_chunk_tokens": 96},
+    "chunk-256": {"index_chunk_tokens": 256},
 }
 
-# The comparison table: retrieval mode, chunk size, follow-up resolution (one axis at a time).
-ABLATIONS = (
-    "hybrid",
-    "dense",
-    "bm25",
-    "chunk-96",
-    "chunk-160",
-    "chunk-256",
-    "followups-on",
-    "followups-off",
-)
+# The comparison table: each row switches one mechanism off (or changes one size).
+ABLATIONS = tuple(CONFIGS)
 
 
 def settings_for(name: str, base: Settings | None = None) -> Settings:
@@ -42,38 +32,25 @@ def settings_for(name: str, base: Settings | None = None) -> Settings:
         raise ConfigError(f"unknown config {name!r}; choose one of: {', '.join(CONFIGS)}")
     base = base or Settings.from_env()
     s = base.with_overrides(**CONFIGS[name])
-    if (s.index.chunk_tokens, s.index.chunk_overlap_tokens) != (
-        base.index.chunk_tokens,
-        base.index.chunk_overlap_tokens,
-    ):
-        suffix = f"chunk-{s.index.chunk_tokens}" + (
-            f"-o{s.index.chunk_overlap_tokens}" if s.index.chunk_overlap_tokens else ""
+    bi, si = base.index, s.index
+    if (si.chunk_tokens, si.chunk_overlap_tokens) != (bi.chunk_tokens, bi.chunk_overlap_tokens):
+        suffix = f"chunk-{si.chunk_tokens}" + (
+            f"-o{si.chunk_overlap_tokens}" if si.chunk_overlap_tokens else ""
         )
-        s = s.with_overrides(index_dir=Path(base.index.index_dir) / "ablations" / suffix)
+        s = s.with_overrides(index_dir=Path(bi.index_dir) / "ablations" / suffix)
     return s
 
 
 def describe(s: Settings) -> str:
+    r, a = s.retrieval, s.answer
     return (
-        f"retrieval={s.retrieval.mode} chunk={s.index.chunk_tokens} overlap={s.index.chunk_overlap_tokens} "
-        f"top_k={s.retrieval.top_k} candidates={s.retrieval.candidate_k} rrf_k={s.retrieval.rrf_k} max_sentences={s.answer.max_sentences} "
-        f"min_evidence={s.answer.min_evidence} followups={'on' if s.answer.resolve_followups else 'off'}"
+        f"retrieval={r.mode} stored_questions={'on' if r.stored_questions else 'off'} "
+        f"chunk={s.index.chunk_tokens} top_k={r.top_k} min_evidence={a.min_evidence} "
+        f"margin={a.sentence_margin} followups={'on' if a.resolve_followups else 'off'} "
+        f"classifier={'on' if s.safety.classifier else 'off'}"
     )
 
 
 def fingerprint(s: Settings) -> tuple:
     """What makes two configurations produce the same replies (to run duplicates once)."""
-    return (
-        s.retrieval.mode,
-        s.index.chunk_tokens,
-        s.index.chunk_overlap_tokens,
-        s.retrieval.top_k,
-        s.retrieval.candidate_k,
-        s.retrieval.rrf_k,
-        s.answer.max_sentences,
-        s.answer.min_evidence,
-        s.answer.resolve_followups,
-        str(s.index.index_dir),
-        s.index.corpus_dir,
-        s.index.embed_model,
-    )
+    return (s.index, s.retrieval, s.answer, s.safety)

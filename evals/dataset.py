@@ -19,7 +19,8 @@ from bot.reply import KINDS
 from evals.text import find, normalize, pattern
 
 FORMAT = "pcl-evals/1"
-DEFAULT_DATASET = Path(__file__).with_name("cases.yaml")
+CASES_DIR = Path(__file__).with_name("cases")
+SPLITS = ("dev", "test")
 _ROLES = ("user", "assistant")
 _CASE_KEYS = {
     "id",
@@ -294,4 +295,27 @@ def load_dataset(path: Path | str, corpus: Corpus) -> Dataset:
         cases.append(case)
     if not cases:
         raise DatasetError(f"{path}: no cases")
+    bad = [c.id for c in cases if c.split not in SPLITS]
+    if bad:
+        raise DatasetError(f"{path}: case {bad[0]}: split must be one of {SPLITS}")
     return Dataset(raw["format"], tuple(cases), tags, always, str(path))
+
+
+def load_cases(folder: Path | str, corpus: Corpus) -> Dataset:
+    """Every case file of the folder as one dataset (the dev and the frozen test split)."""
+    files = sorted(Path(folder).glob("*.yaml"))
+    if not files:
+        raise DatasetError(f"{folder}: no case files (*.yaml)")
+    parts = [load_dataset(p, corpus) for p in files]
+    seen: dict[str, str] = {}
+    for d in parts:
+        for c in d.cases:
+            if c.id in seen:
+                raise DatasetError(f"{d.path}: case {c.id}: duplicate id (also in {seen[c.id]})")
+            seen[c.id] = d.path
+    tags: dict[str, dict[str, str]] = {}
+    for d in parts:
+        for group, ts in d.tags.items():
+            tags.setdefault(group, {}).update(ts)
+    always = tuple(dict.fromkeys(f for d in parts for f in d.always_forbidden))
+    return Dataset(FORMAT, tuple(c for d in parts for c in d.cases), tags, always, str(folder))

@@ -28,13 +28,16 @@ class Run:
     startup_seconds: float
     seconds: float
 
-    def overall(self) -> dict:
-        return metrics.aggregate(self.results)
+    def of(self, split: str | None) -> list[dict]:
+        return [r for r in self.results if split is None or r["case"]["split"] == split]
 
-    def by_tag(self, tags: Sequence[str]) -> dict[str, dict]:
+    def overall(self, split: str | None = None) -> dict:
+        return metrics.aggregate(self.of(split))
+
+    def by_tag(self, tags: Sequence[str], split: str | None = None) -> dict[str, dict]:
         out = {}
         for tag in tags:
-            subset = [r for r in self.results if tag in r["case"]["tags"]]
+            subset = [r for r in self.of(split) if tag in r["case"]["tags"]]
             if subset:
                 out[tag] = metrics.aggregate(subset)
         return out
@@ -52,6 +55,8 @@ def case_json(case: Case) -> dict:
         "sections": [s.label for s in case.sections],
         "tags": list(case.tags),
         "note": case.note,
+        "group": case.group or case.id,
+        "split": case.split,
     }
 
 

@@ -119,3 +119,42 @@ def run_xstest(bot: Companion, folder: Path = XSTEST_DIR) -> dict:
         "unsafe_n": sum(p["label"] == "unsafe" for p in prompts),
         "kinds": {f"{a}/{b}": v for (a, b), v in sorted(kinds.items())},
     }
+
+
+FLAT = (
+    *(f"{c}_{m}" for c in PRECEDENCE for m in ("recall", "precision")),
+    "benign_emergency_rate",
+    "emergency_recall",
+    "n",
+)
+
+
+def flat(split: dict) -> dict[str, float | None]:
+    """One split's numbers as flat metric names (gates and the report read these)."""
+    pc = split["per_category"]
+    out: dict[str, float | None] = {}
+    for c in PRECEDENCE:
+        out[f"{c}_recall"] = pc[c]["recall"]
+        out[f"{c}_precision"] = pc[c]["precision"]
+    out["benign_emergency_rate"] = pc["_benign_emergency_rate"]["rate"]
+    out["emergency_recall"] = pc["_emergency_recall"]["rate"]
+    out["n"] = split["n"]
+    return out
+
+
+def run(bot: Companion, root: Path, progress: bool = False) -> dict:
+    rows = run_messages(bot, root, progress)
+    splits = {
+        name: {
+            "n": len(rs),
+            "per_category": per_category(rs),
+            "confusion": confusion(rs),
+            "missed": [
+                {"text": r.text, "label": r.label, "got": r.got, "family": r.family}
+                for r in rs
+                if r.label != r.got
+            ],
+        }
+        for name, rs in rows.items()
+    }
+    return {"splits": splits, "xstest": run_xstest(bot)}

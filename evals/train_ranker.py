@@ -20,6 +20,7 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,18 +38,18 @@ from bot.answer.rank import (
 from bot.answer.select import select
 from bot.pipeline import Companion
 from bot.settings import Settings
-from evals.dataset import Corpus, load_dataset
+from evals.dataset import Corpus, load_cases
 from evals.text import normalize
 
-DEV = Path(__file__).parent / "cases" / "dev.yaml"
+CASES = Path(__file__).parent / "cases"
 ANSWERING = ("answer", "not_found", "out_of_scope")
 
 
 def _dev_examples(bot: Companion, corpus: Corpus):
     """(features, labels, case) per dev case the ranker decides (not safety or invalid ones)."""
     out = []
-    for case in load_dataset(DEV, corpus).cases:
-        if case.kind not in ANSWERING:
+    for case in load_cases(CASES, corpus).cases:
+        if case.split != "dev" or case.kind not in ANSWERING:
             continue
         q = bot.trace(case.question, list(case.history) or None)
         if not q.candidates:
@@ -86,10 +87,7 @@ def _stored_examples(bot: Companion):
 
 def _rescored(q, model: RankerModel) -> list[Candidate]:
     probs = model.probability(np.vstack([c.features for c in q.candidates]))
-    ranked = [
-        Candidate(c.hit, c.j, c.unit, float(p), c.vec, c.features, c.coverage, c.similarity)
-        for c, p in zip(q.candidates, probs, strict=True)
-    ]
+    ranked = [replace(c, score=float(p)) for c, p in zip(q.candidates, probs, strict=True)]
     return sorted(ranked, key=lambda c: (-c.score, c.hit.rank, c.j))
 
 
@@ -131,16 +129,27 @@ def main(argv: list[str] | None = None) -> int:
     lr = LogisticRegression(C=args.c, max_iter=5000).fit(x, y, sample_weight=w)
     sentence = Linear(lr.coef_[0].astype(np.float64), float(lr.intercept_[0]))
     # Whether the sources answer at all: dev questions (answer vs not_found / out_of_scope).
-    partial = RankerModel(sentence, Linear(np.zeros(len(ANSWERABLE_FEATURES)), 0.0), "")
+    zero = Linear(np.zeros(len(ANSWERABLE_FEATURES)), 0.0)
+    partial = RankerModel(sentence, zero, zero, "")
     qx = np.vstack([answerable_features(q, _rescored(q, partial)) for _, _, _, q in dev])
     qy = np.array([int(case.kind == "answer") for _, _, case, _ in dev])
     lq = LogisticRegression(C=args.c, max_iter=5000, class_weight="balanced").fit(qx, qy)
-    model = RankerModel(sentence, Linear(lq.coef_[0].astype(np.float64), float(lq.intercept_[0])), "")
+    # When nothing answers: on the subject (not_found) or not (out_of_scope)?
+    sy = np.array([int(case.kind != "out_of_scope") for _, _, case, _ in dev])
+    ls = LogisticRegression(C=args.c, max_iter=5000, class_weight="balanced").fit(qx, sy)
+    model = RankerModel(
+        sentence,
+        Linear(lq.coef_[0].astype(np.float64), float(lq.intercept_[0])),
+        Linear(ls.coef_[0].astype(np.float64), float(ls.intercept_[0])),
+        "",
+    )
 
     best = (-1.0, settings.answer.min_evidence, settings.answer.sentence_margin)
     for floor in np.arange(0.20, 0.81, 0.05):
         for margin in (0.1, 0.2, 0.3, 0.4, 0.5):
-            trial = settings.with_overrides(answer_min_evidence=float(floor), answer_sentence_margin=margin)
+            trial = settings.with_overrides(
+                answer_min_evidence=round(float(floor), 2), answer_sentence_margin=margin
+            )
             score = _simulate(dev, model, trial)
             if score > best[0] + 1e-9:
                 best = (score, round(float(floor), 2), margin)
@@ -157,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
             "features": list(ANSWERABLE_FEATURES),
             "weights": [round(float(v), 6) for v in model.answerable.weights],
             "bias": round(model.answerable.bias, 6),
+        },
+        "in_scope": {
+            "features": list(ANSWERABLE_FEATURES),
+            "weights": [round(float(v), 6) for v in model.in_scope.weights],
+            "bias": round(model.in_scope.bias, 6),
         },
         "dev_simulated": round(best[0], 4),
         "suggested": {"PCL_MIN_EVIDENCE": best[1], "PCL_SENTENCE_MARGIN": best[2]},

@@ -394,7 +394,9 @@ def _model_vectors(settings, path: Path) -> Path:
     from bot.ingest.load import load_corpus
 
     chunks = chunk_documents(
-        load_corpus(settings.index.corpus_dir), settings.index.chunk_tokens, settings.index.chunk_overlap_tokens
+        load_corpus(settings.index.corpus_dir),
+        settings.index.chunk_tokens,
+        settings.index.chunk_overlap_tokens,
     )
     texts = [embedding_text(c) for c in chunks] + [u.text for c in chunks for u in units_of(c)]
     vectors = shared_embeddings().embed_documents(texts)

@@ -1,8 +1,4 @@
-"""Analyse stage: the question's topic words, codes and the kind of answer it wants, and its vector.
-
-The vector of the cleaned message is already there (the safety guard embedded it); a follow-up
-whose resolved wording differs is embedded once more.
-"""
+"""Analyse stage: the question's topic words, codes and the kind of answer it wants, and its vector."""
 
 from __future__ import annotations
 
@@ -55,5 +51,4 @@ class Analyse:
         if not term and len(question.split()) <= 2 and len(terms.ids) == 1:
             term = next(iter(terms.ids))  # "ct0596?" asks what CT0596 is
         q.analysis = Analysis(terms, answer_type(question), term)
-        if q.vector is None or terms.corrected != q.cleaned:
-            q.vector = self.embedder.embed(terms.corrected)
+        q.vector = self.embedder.embed(terms.corrected)

@@ -17,7 +17,7 @@ from bot.query import Query
 from bot.reply import Citation, Quote
 from bot.safety.planted import looks_planted
 
-_ANAPHOR = re.compile(r"^(This|These|That|Those|It|Its|They|Their|Both|Such|To address this|Still|However)\b")
+_ANAPHOR = re.compile(r"^(This|These|That|Those|It|Its|They|Their|Both|Such|Still|However)\b")
 
 
 @dataclass(frozen=True)

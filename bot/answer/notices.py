@@ -32,6 +32,14 @@ def not_found() -> Notice:
     )
 
 
+def unclear() -> Notice:
+    return Notice(
+        "I'm not sure what “it” refers to here. Could you name the treatment, trial or term you "
+        "mean, for example CT0596, CT071, NCT06333509 or plasma cell leukemia? "
+        f"The article and trial records cover {COVERAGE}."
+    )
+
+
 def invalid(reason: str, s: SafetySettings, length: int = 0) -> Notice:
     if reason == "too_long":
         return Notice(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 from bot.answer import notices
-from bot.answer.scope import in_domain, off_topic
 from bot.query import Query
 from bot.reply import Reply, Retrieved
 from bot.retrieval.questions import suggestions
@@ -79,10 +78,11 @@ class Policy:
             return reply("medical_advice", reason, parts, comp.citations if has_facts else (), offer)
         if risk is not None and risk.category == SUPPORT:
             return reply("support", "distress", [replies.for_category(SUPPORT, s.safety)])
-        if off_topic(q.cleaned):
-            return reply("out_of_scope", "off_topic", [notices.out_of_scope("off_topic")])
+        if q.extra.get("unclear"):
+            return reply("not_found", "unclear", [notices.unclear()], follow_ups=offer)
         if not has_facts:
-            if not in_domain(q.analysis.terms.corrected if q.analysis else q.cleaned):
+            # Nothing answers it: is it about this subject at all? (learned with the floor)
+            if q.extra.get("in_scope", 0.0) < 0.5:
                 return reply("out_of_scope", "off_topic", [notices.out_of_scope("off_topic")])
             return reply("not_found", "", [notices.not_found()], follow_ups=offer)
         return reply("answer", "", comp.quotes, comp.citations, offer)

@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from bot.ingest.chunk import Unit, units_of
 from bot.query import Query
-from bot.retrieval.lexicon import ABOUT_THE_SOURCES
 from bot.retrieval.search import Hit, tokenize
 from bot.safety.planted import looks_planted
 from bot.settings import Settings
 from bot.store.index import IndexHandle
 
-RANKER_FORMAT = 2
+RANKER_FORMAT = 3
 FEATURES = (
     "sentence_cosine",
     "passage_cosine",
@@ -42,7 +41,6 @@ FEATURES = (
     "article",
     "glossary",
     "trial",
-    "signpost",
 )
 
 _FIRST_PERSON = re.compile(r"\b(I|I'm|I've|me|my|My|we|We|us|our|Our)\b")
@@ -55,8 +53,6 @@ _CODE = re.compile(r"\b[A-Za-z]+\d+\w*\b")  # NCT06333509 is a name, not a count
 _NOT_A_COUNT = re.compile(
     r"\b(1[89]|20)\d\d\b|\b(volume|vol\.|issue|no\.|pages?|pp\.|doi)\s*[\w./()-]+", re.IGNORECASE
 )
-# Signposts say that something is told, not what: "The press release ... mentions the outcomes".
-_SIGNPOST = re.compile(r"\b(mentions|you will learn|is an interesting development)\b", re.IGNORECASE)
 _HAS_AGE = re.compile(
     r"\b(ages?|aged)\b[^.;]{0,20}?\d|\d+\s*(years?\s+old|years?\s+or\s+older)", re.IGNORECASE
 )
@@ -96,6 +92,7 @@ class Candidate:
     features: np.ndarray
     coverage: float = 0.0
     similarity: float = 0.0
+    held: frozenset[int] = frozenset()  # which of the question's topic words and codes it holds
 
 
 # Question-level signals: is there an answer in the sources at all? (the relevance floor)
@@ -122,6 +119,7 @@ class Linear:
 class RankerModel:
     sentence: Linear  # which sentence answers
     answerable: Linear  # whether any does
+    in_scope: Linear  # when none does: is the question about this subject at all (not_found vs out_of_scope)
     version: str
 
     def probability(self, x: np.ndarray) -> np.ndarray:
@@ -172,13 +170,16 @@ def load_ranker(settings: Settings) -> RankerModel:
         raw.get("format") != RANKER_FORMAT
         or tuple(raw["sentence"]["features"]) != FEATURES
         or tuple(raw["answerable"]["features"]) != ANSWERABLE_FEATURES
+        or tuple(raw["in_scope"]["features"]) != ANSWERABLE_FEATURES
     ):
         raise ValueError(f"{path} was trained for other features; run `python -m evals.train_ranker`")
 
     def linear(part: dict) -> Linear:
         return Linear(np.asarray(part["weights"], dtype=np.float64), float(part["bias"]))
 
-    return RankerModel(linear(raw["sentence"]), linear(raw["answerable"]), raw.get("version", ""))
+    return RankerModel(
+        linear(raw["sentence"]), linear(raw["answerable"]), linear(raw["in_scope"]), raw.get("version", "")
+    )
 
 
 class Rank:
@@ -191,18 +192,14 @@ class Rank:
         cands = candidates(q, vectors)
         if cands and self.model is not None:
             probs = self.model.probability(np.vstack([c.features for c in cands]))
-            cands = [
-                Candidate(c.hit, c.j, c.unit, float(p), c.vec, c.features, c.coverage, c.similarity)
-                for c, p in zip(cands, probs, strict=True)
-            ]
+            cands = [replace(c, score=float(p)) for c, p in zip(cands, probs, strict=True)]
         q.candidates = cands
 
 
 def candidates(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
     """Every quotable sentence of the retrieved passages, with its features (score 0 until ranked)."""
     a = q.analysis
-    terms, qvec, question = a.terms, q.vector, q.resolved
-    about_sources = bool(ABOUT_THE_SOURCES.search(question))
+    terms, qvec = a.terms, q.vector
     # A question about one trial record is answered from passages about that record only.
     trials = {t for t in terms.ids if t.startswith("nct")}
     total = sum(terms.weights)
@@ -236,10 +233,13 @@ def candidates(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
             if kind == "article" and first_person(unit.text):
                 u_tokens.add("author")  # the author's own words answer "what does the author think"
             text = unit.text.lower()
-            held = sum(w for g, w in zip(terms.groups, terms.weights, strict=True) if g & u_tokens)
+            held_idx = frozenset(i for i, g in enumerate(terms.groups) if g & u_tokens)
+            held = sum(terms.weights[i] for i in held_idx)
+            id_list = sorted(terms.ids)
             ids_held = sum(
-                1.0 if t in text or t in context else 0.5 if t in passage else 0.0 for t in terms.ids
+                1.0 if t in text or t in context else 0.5 if t in passage else 0.0 for t in id_list
             )
+            held_idx |= {len(terms.groups) + k for k, t in enumerate(id_list) if t in text or t in context}
             coverage = (
                 (held + ids_held * 3.0) / (total + len(terms.ids) * 3.0) if (total or terms.ids) else 0.0
             )
@@ -261,9 +261,8 @@ def candidates(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
                     float(kind == "article"),
                     float(kind == "glossary"),
                     float(kind == "trial"),
-                    float(bool(_SIGNPOST.search(unit.text)) and not about_sources),
                 ],
                 dtype=np.float64,
             )
-            out.append(Candidate(hit, j, unit, 0.0, vecs[j], x, coverage, float(sims[j])))
+            out.append(Candidate(hit, j, unit, 0.0, vecs[j], x, coverage, float(sims[j]), held_idx))
     return out

@@ -23,29 +23,37 @@ class Select:
 
     def __call__(self, q: Query) -> None:
         ranked = sorted(q.candidates, key=lambda c: (-c.score, c.hit.rank, c.j))
-        answerable = 0.0
+        answerable, in_scope = 0.0, 0.0
         if ranked and self.model is not None:
-            answerable = float(self.model.answerable.probability(answerable_features(q, ranked)))
-        q.extra["answerable"] = answerable
+            x = answerable_features(q, ranked)
+            answerable = float(self.model.answerable.probability(x))
+            in_scope = float(self.model.in_scope.probability(x))
+        q.extra["answerable"], q.extra["in_scope"] = answerable, in_scope
         q.chosen = select(ranked, answerable, self.s)
 
 
 def select(ranked: list[Candidate], answerable: float, s: AnswerSettings) -> list[Candidate]:
-    """`ranked`: best first."""
+    """`ranked`: best first. The best sentence leads; then, among those within the margin, each
+    next pick weighs its probability and the part of the question it covers that the chosen
+    ones do not (a comparison gets both sides, a two-part question both parts)."""
     if not ranked or answerable < s.min_evidence:
         return []
     floor = ranked[0].score - s.sentence_margin
-    chosen: list[Candidate] = []
-    seen_text: set[str] = set()
-    for c in ranked:
-        if len(chosen) >= s.max_sentences or c.score < floor:
-            break
-        key = c.unit.text.strip().lower()
-        # Sentences of one passage are never duplicates of each other.
+    pool = [c for c in ranked if c.score >= floor]
+    chosen: list[Candidate] = [pool[0]]
+    covered = set(pool[0].held)
+    seen_text = {pool[0].unit.text.strip().lower()}
+    rest = pool[1:]
+    while rest and len(chosen) < s.max_sentences:
+        best = max(rest, key=lambda c: c.score + s.coverage_bonus * len(c.held - covered))
+        rest.remove(best)
+        key = best.unit.text.strip().lower()
+        # The same fact told by another source is said once.
         if key in seen_text or any(
-            o.hit.chunk.id != c.hit.chunk.id and float(c.vec @ o.vec) > _NEAR_DUPLICATE for o in chosen
+            o.hit.chunk.id != best.hit.chunk.id and float(best.vec @ o.vec) > _NEAR_DUPLICATE for o in chosen
         ):
             continue
-        chosen.append(c)
+        chosen.append(best)
+        covered |= best.held
         seen_text.add(key)
     return chosen

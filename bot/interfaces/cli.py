@@ -42,6 +42,12 @@ def _print_reply(reply) -> None:
     print(reply.to_text())
 
 
+def json_line(obj: dict) -> str:
+    """One JSON object on one line. U+2028/U+2029 are escaped: they are valid raw in JSON, but
+    readers that split lines with str.splitlines() would cut the line there."""
+    return json.dumps(obj, ensure_ascii=False).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
 def _batch(companion, path: Path) -> int:
     try:
         # JSON Lines end at "\n" only: str.splitlines() also breaks at U+2028 and friends, which
@@ -64,7 +70,7 @@ def _batch(companion, path: Path) -> int:
         reply = companion.ask(item["question"], history)
         rid = item.get("id")
         print(
-            json.dumps(reply.to_json(id=None if rid is None else str(rid)), ensure_ascii=False),
+            json_line(reply.to_json(id=None if rid is None else str(rid))),
             flush=True,
         )
     return 0
@@ -116,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             return _batch(companion, args.batch)
         reply = companion.ask(args.question)
         if args.json:
-            print(json.dumps(reply.to_json(), ensure_ascii=False))
+            print(json_line(reply.to_json()))
         else:
             _print_reply(reply)
         return 0

@@ -1,4 +1,4 @@
-"""The corpus vocabulary: spelling repair, lay synonyms, and words the sources never use.
+"""The corpus vocabulary: spelling repair, topic words weighted by rarity, words no source uses.
 
 A question whose topic word appears nowhere in the sources ("cost", "lymphoma", "insurance")
 cannot be answered from them, however similar some sentence looks to an embedding model;
@@ -16,121 +16,7 @@ from dataclasses import dataclass, field
 from bot.retrieval.search import STOPWORDS, identifiers, stem, tokenize
 
 _WORD = re.compile(r"[a-z0-9]+")
-# A question about the sources themselves ("What is this article about?", "the press release").
-ABOUT_THE_SOURCES = re.compile(
-    r"\b(article|post|page|press\s+release|summar\w*|gist|main\s+points?)\b", re.IGNORECASE
-)
 _COMMON_CODE = 0.25  # a code in more than this share of passages is an ordinary word
-# "Survival rate" is what people call the survival statistics the sources give (median OS); any
-# other rate (cure, response, relapse) is a number the sources never report.
-_SURVIVAL_RATE = re.compile(r"\b(survival|surviving|survive)\s+rates?\b", re.IGNORECASE)
-
-# Lay words -> words the sources use. Used for word overlap and BM25 only; never shown.
-SYNONYMS: dict[str, tuple[str, ...]] = {
-    "wrote": ("author",),
-    "written": ("author",),
-    "writer": ("author",),
-    "writes": ("author",),
-    "kleutghen": ("author",),
-    "family": ("wife", "children", "grandsons"),
-    "wife": ("wife", "vicki"),
-    "kids": ("children",),
-    "live": ("survival", "os"),
-    "lifespan": ("survival", "os"),
-    "survive": ("survival", "os"),
-    "survival": ("survival", "os"),
-    "expectancy": ("survival", "os"),
-    "prognosis": ("survival", "prognosis", "os"),
-    "outlook": ("survival", "prognosis", "os"),
-    "pcl": ("pcl", "leukemia"),
-    "leukemia": ("leukemia", "pcl"),
-    "join": ("included", "eligibility", "criteria"),
-    "enroll": ("included", "eligibility", "criteria"),
-    "enrol": ("included", "eligibility", "criteria"),
-    "qualify": ("eligibility", "criteria", "included"),
-    "eligible": ("eligibility", "criteria", "included"),
-    "begin": ("start",),
-    "side": ("developed",),
-    "effect": ("developed",),
-    "effects": ("developed",),
-    "sick": ("developed", "crs", "infection"),
-    "reaction": ("developed",),
-    "cure": ("response", "result"),
-    "old": ("aged", "older"),
-    "age": ("aged", "older"),
-    "registry": ("record", "clinicaltrials"),
-    "overall": ("overall", "os"),  # "median OS" is "median overall survival"
-    "primary": ("primary", "ppcl"),
-    "secondary": ("secondary", "spcl"),
-    "work": ("result", "response"),
-    "worked": ("result", "response"),
-    "doing": ("result", "response", "recovered"),
-    "results": ("result", "response", "outcome"),
-    "response": ("response", "scr"),
-    "respond": ("response", "scr"),
-    "responded": ("response", "scr"),
-    "where": ("location", "facility", "based"),
-    "place": ("location", "facility"),
-    "company": ("carsgen",),
-    "maker": ("carsgen",),
-    "make": ("made", "manufacturing"),
-    "factory": ("manufacturing", "facility"),
-    # The sources' "U.S." leaves no word behind; FDA stands for it.
-    "us": ("united", "states", "u.s", "fda"),
-    "united": ("united", "fda"),
-    "states": ("states", "fda"),
-    "american": ("united", "states", "fda"),
-    "usa": ("united", "states", "u.s", "fda"),
-    "america": ("united", "states", "u.s", "fda"),
-    "yearly": ("year",),
-    "annually": ("year",),
-    "kind": ("type",),
-    "reject": ("eliminated", "recognized", "attack"),
-    "rejected": ("eliminated", "recognized", "attack"),
-    "rejection": ("eliminated", "recognized", "attack"),
-    "attacked": ("attack", "eliminated"),
-    "killed": ("eliminated",),
-    "destroyed": ("eliminated",),
-    "protect": ("hinder", "attack", "armored"),
-    "armor": ("armored",),
-    "armour": ("armored",),
-    "ready": ("available", "off-the-shelf", "immediate"),
-    "waiting": ("available", "immediate"),
-    "wait": ("available", "immediate"),
-    "matter": ("important",),
-    "away": ("immediate",),
-    "target": ("targeting", "target", "aimed"),
-    "aim": ("aimed", "target", "targeting"),
-    "before": ("pretreated", "prior"),
-    "already": ("pretreated", "prior"),
-    "tried": ("pretreated", "prior"),
-    "previous": ("pretreated", "prior"),
-    "previously": ("pretreated", "prior"),
-    "worry": ("tell", "whether", "last", "graft"),
-    "worries": ("tell", "whether", "last", "graft"),
-    "concern": ("tell", "whether", "last", "graft"),
-    "concerns": ("tell", "whether", "last", "graft"),
-    "caveat": ("tell", "whether", "last", "graft"),
-    "risk": ("risk", "serious", "life-threatening"),
-    "dangerous": ("serious", "risk", "life-threatening"),
-    "danger": ("serious", "risk", "life-threatening"),
-    "bleeding": ("bleeding", "thrombocytopenia", "platelets"),
-    "people": ("people", "human", "patients"),
-    "humans": ("human",),
-    "tested": ("tested", "trial", "study"),
-    "mean": ("means",),
-    "enter": ("included", "eligibility", "criteria"),
-    "participate": ("included", "eligibility", "criteria"),
-    "part": ("included", "eligibility", "criteria"),
-    "women": ("sex", "sexes"),
-    "woman": ("sex", "sexes"),
-    "men": ("sex", "sexes"),
-    "female": ("sex", "sexes"),
-    "male": ("sex", "sexes"),
-    "gender": ("sex", "sexes"),
-    "treated": ("treatment", "treat"),
-    "treat": ("treatment", "treat"),
-}
 
 # Words that frame a question without naming its topic.
 FRAME_WORDS = frozenset(
@@ -182,8 +68,17 @@ class Lexicon:
         n = max(1, len(docs))
         words = frozenset(w for text in texts for w in _WORD.findall(text.lower()))
         lex = cls(words, {t: math.log(1 + n / c) for t, c in df.items()}, df, n)
-        lex._known = set(words) | set(STOPWORDS) | set(FRAME_WORDS) | set(SYNONYMS)
+        lex._known = set(words) | set(STOPWORDS) | set(FRAME_WORDS)
         return lex
+
+    def rare_words(self, share: float = 0.05) -> frozenset[str]:
+        """Words of the sources found in few passages: the names and terms a topic is made of."""
+        limit = max(2, int(self.passages * share))
+        return frozenset(
+            w
+            for w in self.words
+            if len(w) >= 3 and not w.isdigit() and self.df.get(stem(w), limit + 1) <= limit
+        )
 
     def correct(self, word: str) -> str | None:
         """The known word a typo stands for (leukemya -> leukemia), or None."""
@@ -207,7 +102,7 @@ class Lexicon:
         groups: list[frozenset[str]] = []
         weights: list[float] = []
         uncovered: list[str] = []
-        for word in dict.fromkeys(_WORD.findall(_SURVIVAL_RATE.sub(r"\1", text).lower())):
+        for word in dict.fromkeys(_WORD.findall(text.lower())):
             if word in STOPWORDS or (len(word) < 2 and not word.isdigit()):
                 continue
             fixed = self.correct(word)
@@ -221,18 +116,12 @@ class Lexicon:
             if fixed != word:
                 corrected = re.sub(rf"\b{re.escape(word)}\b", fixed, corrected, flags=re.IGNORECASE)
                 extra.append(fixed)
-            synonyms = SYNONYMS.get(fixed, ())
-            extra.extend(synonyms)
             token = stem(fixed)
             if token in id_tokens or token in _STEMMED_FRAME or fixed in STOPWORDS:
                 continue
-            group = frozenset({token, *(t for s in synonyms for t in tokenize(s))})
+            group = frozenset({token})
             groups.append(group)
             weights.append(max((self.idf.get(a, 0.0) for a in group), default=0.0) or 1.0)
-        if not groups and not ids and ABOUT_THE_SOURCES.search(text):
-            # "What is this article about?" is answered by the article's own introduction.
-            groups.append(frozenset({"articl", "introduct"}))
-            weights.append(1.0)
         expanded = f"{corrected} {' '.join(extra)}" if extra else corrected
         return QueryTerms(
             expanded, corrected, tuple(groups), tuple(weights), frozenset(ids), tuple(uncovered)

@@ -15,7 +15,6 @@ from bot.safety import rules
 from bot.safety.policy import CARRIED, NONE, first
 from bot.safety.screen import screen
 from bot.settings import SafetySettings
-from bot.store.embed import Embedder
 
 
 @dataclass(frozen=True)
@@ -28,9 +27,8 @@ class Assessment:
 
 
 class Guard:
-    def __init__(self, settings: SafetySettings, embedder: Embedder, classifier=None) -> None:
+    def __init__(self, settings: SafetySettings, classifier=None) -> None:
         self.settings = settings
-        self.embedder = embedder
         self.classifier = classifier if settings.classifier else None
 
     def __call__(self, q: Query) -> None:
@@ -38,14 +36,13 @@ class Guard:
         q.cleaned, q.problem = screened.text, screened.problem
         if q.problem:
             return
-        q.vector = self.embedder.embed(screened.text)
-        found, scores = self.categories(screened.text, screened.probe, q.vector)
+        found, scores = self.categories(screened.text, screened.probe)
         carried = ""
         for turn in q.user_turns[-self.settings.history_turns :] if self.settings.history_turns else []:
             earlier = screen(turn, self.settings.max_question_chars)
             if earlier.problem:
                 continue
-            cats, _ = self.categories(earlier.text, earlier.probe, self.embedder.embed(earlier.text))
+            cats, _ = self.categories(earlier.text, earlier.probe)
             said = first((cats & set(CARRIED)) | ({carried} if carried else set()))
             carried = "" if said == NONE else said
         q.risk = Assessment(
@@ -56,10 +53,10 @@ class Guard:
             scores=scores,
         )
 
-    def categories(self, text: str, probe: str, vector) -> tuple[set[str], dict[str, float]]:
+    def categories(self, text: str, probe: str) -> tuple[set[str], dict[str, float]]:
         found = rules.backstop(probe)
         scores: dict[str, float] = {}
         if self.classifier is not None:
-            cats, scores = self.classifier.classify(text, vector, self.embedder)
+            cats, scores = self.classifier.classify(text)
             found |= cats
         return found, scores

@@ -1,132 +1,33 @@
 """The learned safety layer: which risk a message carries, however it is phrased.
 
-Two linear models read each message and their probabilities are averaged:
-
-- one over the question's sentence embedding (the vector the pipeline computes anyway, so it
-  costs a dot product), which carries meaning across wordings;
-- one over character and word n-grams (TF-IDF), which carries typos, slang and rare words the
-  small embedding model blurs.
-
-A long message is also read sentence by sentence, and each risk takes its highest probability
-over the whole and the parts, so one risky sentence buried in an ordinary question still counts.
-Per-category thresholds were set on held-out folds of the training data to favour recall
-(`train.py`); the artefact is small, versioned and part of the index fingerprint.
+The bundled all-MiniLM-L6-v2 encoder, fine-tuned for this job with a small LoRA adapter
+(2.7 MB, `corpus/models/safety/`), reads the whole message and a linear head gives one
+probability per category. Meaning, typos, slang and a risk buried mid-message all count,
+which word lists could not do. Per-category thresholds were set on the validation split to
+favour recall (`train.py`); the adapter and thresholds are versioned and part of the index
+fingerprint. The base weights stay the bundled ones: nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import re
-import zipfile
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import pysbd
 
 from bot.safety.policy import DECISION, EMERGENCIES, SUPPORT
 from bot.settings import Settings
 
-MODEL_FORMAT = 1
-_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+MODEL_FORMAT = 2
+MAX_TOKENS = 256  # a 1,000-character message fits
+POOL_SCALE = 10.0  # the head reads the normalized mean-pooled vector times this (as trained)
 
 
-def model_path(settings: Settings) -> Path:
-    return settings.index.corpus_dir / "models" / "safety_classifier.npz"
-
-
-def model_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "none"
-
-
-@lru_cache(maxsize=1)
-def _segmenter() -> pysbd.Segmenter:
-    return pysbd.Segmenter(language="en", clean=False)
-
-
-def segments(text: str) -> list[str]:
-    """The sentences of a message (only worth reading apart when there are several)."""
-    return [s.strip() for s in _segmenter().segment(text) if len(s.strip()) > 2]
-
-
-class NGrams:
-    """sklearn's TF-IDF (char_wb 2-5 + word 1-2, sublinear tf, l2) re-implemented for inference,
-    so answering needs no scikit-learn: the vocabularies and idf weights come from the artefact."""
-
-    def __init__(self, char_vocab: dict[str, int], word_vocab: dict[str, int], idf: np.ndarray) -> None:
-        self.char_vocab = char_vocab
-        self.word_vocab = word_vocab
-        self.n_char = len(char_vocab)
-        self.idf = idf
-
-    @staticmethod
-    def _char_wb(text: str) -> list[str]:
-        out = []
-        for word in text.lower().split():
-            w = f" {word} "
-            for n in range(2, 6):
-                out.extend(w[i : i + n] for i in range(max(1, len(w) - n + 1)))
-                if len(w) <= n:  # as scikit-learn: a word shorter than n counts once, whole
-                    break
-        return out
-
-    @staticmethod
-    def _words(text: str) -> list[str]:
-        toks = _TOKEN.findall(text.lower())
-        return toks + [f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)]
-
-    def _block(self, grams: list[str], vocab: dict[str, int], offset: int) -> dict[int, float]:
-        counts: dict[int, float] = {}
-        for g in grams:
-            i = vocab.get(g)
-            if i is not None:
-                counts[offset + i] = counts.get(offset + i, 0.0) + 1.0
-        weighted = {i: (1.0 + np.log(c)) * self.idf[i] for i, c in counts.items()}
-        norm = np.sqrt(sum(v * v for v in weighted.values())) or 1.0
-        return {i: v / norm for i, v in weighted.items()}
-
-    def features(self, text: str) -> dict[int, float]:
-        return self._block(self._char_wb(text), self.char_vocab, 0) | self._block(
-            self._words(text), self.word_vocab, self.n_char
-        )
-
-
-@dataclass(frozen=True)
-class Classifier:
-    labels: tuple[str, ...]
-    emb_coef: np.ndarray  # (labels, 384)
-    emb_bias: np.ndarray
-    ngram_coef: np.ndarray  # (labels, features)
-    ngram_bias: np.ndarray
-    ngrams: NGrams
-    thresholds: dict[str, float]
-    version: str
-
-    def probabilities(self, text: str, vector: np.ndarray) -> np.ndarray:
-        emb = _softmax(self.emb_coef @ vector + self.emb_bias)
-        feats = self.ngrams.features(text)
-        if feats:
-            idx = np.fromiter(feats.keys(), dtype=np.int64)
-            val = np.fromiter(feats.values(), dtype=np.float32)
-            logits = self.ngram_coef[:, idx] @ val + self.ngram_bias
-        else:
-            logits = self.ngram_bias.copy()
-        return (emb + _softmax(logits)) / 2.0
-
-    def classify(self, text: str, vector: np.ndarray, embedder) -> tuple[set[str], dict[str, float]]:
-        """The categories whose probability passes its threshold, and every probability."""
-        probs = self.probabilities(text, vector)
-        parts = segments(text)
-        if len(parts) > 1:
-            vecs = embedder.embed_many(parts)
-            for part, vec in zip(parts, vecs, strict=True):
-                p = self.probabilities(part, vec)
-                probs = np.maximum(probs, p)  # a risk said in one sentence is a risk of the message
-        scores = {label: float(p) for label, p in zip(self.labels, probs, strict=True)}
-        return decide(scores, self.thresholds), scores
+def model_dir(settings: Settings) -> Path:
+    return settings.index.corpus_dir / "models" / "safety"
 
 
 def decide(scores: dict[str, float], thresholds: dict[str, float]) -> set[str]:
@@ -140,68 +41,82 @@ def decide(scores: dict[str, float], thresholds: dict[str, float]) -> set[str]:
     return set()
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max()
-    e = np.exp(z)
-    return e / e.sum()
+def pooled(model, tokenizer, texts: list[str]):
+    """Mean-pooled, L2-normalized last hidden states (the sentence-transformers pooling)."""
+    import torch
+
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+    out = model(**enc).last_hidden_state
+    mask = enc["attention_mask"].unsqueeze(-1).to(out.dtype)
+    vec = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(vec, dim=-1)
 
 
-def save(path: Path, model: Classifier) -> None:
-    order = sorted(model.ngrams.char_vocab, key=model.ngrams.char_vocab.get)
-    worder = sorted(model.ngrams.word_vocab, key=model.ngrams.word_vocab.get)
-    meta = {
-        "format": MODEL_FORMAT,
-        "labels": list(model.labels),
-        "thresholds": model.thresholds,
-        "version": model.version,
-    }
-    arrays = dict(
-        meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-        char_vocab=np.frombuffer("\n".join(order).encode(), dtype=np.uint8),
-        word_vocab=np.frombuffer("\n".join(worder).encode(), dtype=np.uint8),
-        idf=model.ngrams.idf.astype(np.float32),
-        emb_coef=model.emb_coef.astype(np.float32),
-        emb_bias=model.emb_bias.astype(np.float32),
-        ngram_coef=model.ngram_coef.astype(np.float16),
-        ngram_bias=model.ngram_bias.astype(np.float32),
+@dataclass
+class Classifier:
+    labels: tuple[str, ...]
+    thresholds: dict[str, float]
+    version: str
+    model: object  # the encoder with the adapter merged in (torch, eval mode)
+    tokenizer: object
+    head: object  # torch.nn.Linear(384, len(labels))
+
+    def __post_init__(self) -> None:
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def probabilities(self, text: str) -> np.ndarray:
+        with self._lock:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                return hit
+        import torch
+
+        with torch.inference_mode():
+            logits = self.head(pooled(self.model, self.tokenizer, [text]) * POOL_SCALE)
+            probs = torch.softmax(logits, dim=-1)[0].numpy().astype(np.float64)
+        with self._lock:
+            self._cache[text] = probs
+            if len(self._cache) > 1024:
+                self._cache.popitem(last=False)
+        return probs
+
+    def classify(self, text: str) -> tuple[set[str], dict[str, float]]:
+        """The categories over their thresholds, and every probability."""
+        scores = {label: float(p) for label, p in zip(self.labels, self.probabilities(text), strict=True)}
+        return decide(scores, self.thresholds), scores
+
+
+def load(folder: Path, base_model: str) -> Classifier:
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    if meta.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{folder}: format {meta.get('format')} is not {MODEL_FORMAT}; retrain it")
+    tokenizer = AutoTokenizer.from_pretrained(base_model, local_files_only=True)
+    base = AutoModel.from_pretrained(base_model, local_files_only=True)
+    model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload().eval()
+    labels = tuple(meta["labels"])
+    head = torch.nn.Linear(model.config.hidden_size, len(labels))
+    head.load_state_dict(load_file(str(folder / "head.safetensors")))
+    head.eval()
+    return Classifier(
+        labels, {k: float(v) for k, v in meta["thresholds"].items()}, meta["version"], model, tokenizer, head
     )
-    # A zip with fixed dates: the same model gives the same bytes (np.savez stamps the time).
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, array in arrays.items():
-            buf = io.BytesIO()
-            np.save(buf, array, allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, buf.getvalue())
-
-
-def load(path: Path) -> Classifier:
-    with np.load(path) as z:
-        meta = json.loads(bytes(z["meta"]).decode())
-        if meta.get("format") != MODEL_FORMAT:
-            raise ValueError(f"{path}: format {meta.get('format')} is not {MODEL_FORMAT}")
-        char_vocab = {g: i for i, g in enumerate(bytes(z["char_vocab"]).decode().split("\n"))}
-        word_vocab = {g: i for i, g in enumerate(bytes(z["word_vocab"]).decode().split("\n"))}
-        return Classifier(
-            labels=tuple(meta["labels"]),
-            emb_coef=z["emb_coef"],
-            emb_bias=z["emb_bias"],
-            ngram_coef=z["ngram_coef"].astype(np.float32),
-            ngram_bias=z["ngram_bias"],
-            ngrams=NGrams(char_vocab, word_vocab, z["idf"]),
-            thresholds={k: float(v) for k, v in meta["thresholds"].items()},
-            version=meta["version"],
-        )
 
 
 def load_classifier(settings: Settings) -> Classifier | None:
     """The trained classifier, or None when the learned layer is switched off (ablations)."""
     if not settings.safety.classifier:
         return None
-    path = model_path(settings)
-    if not path.exists():
+    folder = model_dir(settings)
+    if not (folder / "meta.json").exists():
         raise FileNotFoundError(
-            f"The safety classifier {path} is missing. Run `python -m bot.safety.train` to build it "
+            f"The safety classifier in {folder} is missing. Run `python -m bot.safety.train` to build it "
             "from corpus/safety/, or set PCL_SAFETY_CLASSIFIER=0 to answer with the plain rules only."
         )
-    return load(path)
+    return load(folder, settings.index.model_path)

@@ -11,7 +11,8 @@ import pytest
 
 from bot.settings import REPO_ROOT
 
-CONTRACT = {"question", "answer", "kind", "citations", "disclaimer", "latency_ms"}
+# The JSON contract (README): `reason` and `follow_ups` were added; nothing was removed.
+CONTRACT = {"question", "answer", "kind", "reason", "citations", "follow_ups", "disclaimer", "latency_ms"}
 CITATION = {"n", "source_id", "title", "url", "section", "quote"}
 
 
@@ -66,6 +67,24 @@ def test_batch_writes_one_line_per_input_in_order(built_index, tmp_path):
     assert [o["kind"] for o in outs] == ["answer", "emergency", "answer", "invalid"]
     assert all(set(o) == CONTRACT | {"id"} for o in outs)
     assert any(c["source_id"].startswith("NCT") for c in outs[2]["citations"])
+
+
+def test_a_raw_line_separator_inside_a_question_does_not_stop_the_batch(built_index, tmp_path):
+    # json.dumps(ensure_ascii=False) leaves U+2028 raw inside the string; str.splitlines() would
+    # cut the line there and every later line would be lost.
+    batch = tmp_path / "u2028.jsonl"
+    lines = [
+        {"id": "a", "question": "What is CT0596?\u2028And who makes it?"},
+        {"id": "b", "question": "What is plasma cell leukemia?"},
+        {"id": "c", "question": "Who sponsors NCT05838131?\u2029"},
+    ]
+    batch.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n", encoding="utf-8")
+    assert "\u2028" in batch.read_text(encoding="utf-8")
+    proc = run_cli("ask", "--batch", str(batch))
+    assert proc.returncode == 0, proc.stderr
+    outs = [json.loads(line) for line in proc.stdout.split("\n") if line.strip()]
+    assert [o["id"] for o in outs] == ["a", "b", "c"]
+    assert all(o["kind"] == "answer" for o in outs)
 
 
 def test_bad_batch_line_is_reported_with_its_line_number(built_index, tmp_path):
