@@ -128,6 +128,6 @@ def corpus_files(corpus_dir: Path) -> list[Path]:
     files = sorted(corpus_dir.glob("*.md")) + sorted((corpus_dir / "trials").glob("*.json"))
     # Trained artefacts (the safety classifier, the sentence ranker) change what the deployed pipeline does: a new one
     # is a new index fingerprint, so replicas never mix versions.
-    files += sorted((corpus_dir / "models").glob("*"))
+    files += sorted(p for p in (corpus_dir / "models").rglob("*") if p.is_file())
     files += sorted((corpus_dir / "questions").glob("*.yaml"))
     return files
