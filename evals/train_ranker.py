@@ -93,19 +93,26 @@ def _rescored(q, model: RankerModel) -> list[Candidate]:
     return sorted(ranked, key=lambda c: (-c.score, c.hit.rank, c.j))
 
 
-def _simulate(dev, model: RankerModel, settings: Settings) -> float:
-    """Share of dev cases a selection with these settings gets right (kind and facts)."""
-    good = 0
+def _prepared(dev, model: RankerModel) -> list[tuple]:
+    """Per dev case: its candidates ranked by `model`, and the answerable probability."""
+    out = []
     for _, _, case, q in dev:
         ranked = _rescored(q, model)
-        answerable = float(model.answerable.probability(answerable_features(q, ranked)))
+        out.append((case, ranked, float(model.answerable.probability(answerable_features(q, ranked)))))
+    return out
+
+
+def _simulate(prepared: list[tuple], settings: Settings) -> float:
+    """Share of dev cases a selection with these settings gets right (kind and facts)."""
+    good = 0
+    for case, ranked, answerable in prepared:
         chosen = select(ranked, answerable, settings.answer)
         if case.kind != "answer":
             good += not chosen
             continue
         said = normalize(" ".join(c.unit.text for c in chosen))
         good += bool(chosen) and all(any(normalize(a) in said for a in f.alternatives) for f in case.facts)
-    return good / max(1, len(dev))
+    return good / max(1, len(prepared))
 
 
 def fit(stored, dev, c: float, stored_weight: float) -> RankerModel:
@@ -142,18 +149,15 @@ def cross_validated(stored, dev, settings: Settings, c: float, stored_weight: fl
     groups = sorted({case.group or case.id for _, _, case, _ in dev})
     fold_of = {g: i % folds for i, g in enumerate(sorted(groups, key=lambda g: hashlib.sha256(g.encode()).hexdigest()))}
     held: list[tuple] = []
-    models: list[RankerModel] = []
     for k in range(folds):
         train = [e for e in dev if fold_of[e[2].group or e[2].id] != k]
         test = [e for e in dev if fold_of[e[2].group or e[2].id] == k]
-        model = fit(stored, train, c, stored_weight)
-        held += [(e, model) for e in test]
-        models.append(model)
+        held += _prepared(test, fit(stored, train, c, stored_weight))
     best = (-1.0, 0.0, 0.0)
     for floor in np.arange(0.05, 0.81, 0.05):
         for margin in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
             trial = settings.with_overrides(answer_min_evidence=round(float(floor), 2), answer_sentence_margin=margin)
-            score = sum(_simulate([e], m, trial) for e, m in held) / max(1, len(held))
+            score = _simulate(held, trial)
             if score > best[0] + 1e-9:
                 best = (score, round(float(floor), 2), margin)
     return best
