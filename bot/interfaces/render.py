@@ -26,14 +26,13 @@ EMERGENCY = "emergency"
 QUOTING = ("answer", "medical_advice")
 
 _ALLOWED_TAGS = {
-    "div", "p", "span", "strong", "em", "ul", "ol", "li", "a", "mark", "section", "h4",
+    "div", "p", "span", "strong", "em", "ul", "ol", "li", "a", "mark", "h4",
     "details", "summary", "blockquote", "br", "cite",
 }  # fmt: skip
 _ALLOWED_ATTRS = {
     "*": {"class", "id"},
     "a": {"href", "target", "aria-label", "data-n"},
     "div": {"role", "aria-label"},
-    "section": {"aria-label"},
     "details": {"open"},
     "span": {"aria-hidden"},
     "li": {"data-kind"},
@@ -215,29 +214,29 @@ def _source_label(c: Citation) -> str:
     return f"Read the original article{where}"
 
 
-def _card_title(c: Citation) -> str:
+def _card_label(c: Citation) -> str:
+    """The card's one-line summary: what kind of source, and where in it."""
     if c.kind == "glossary":
-        return f"Glossary: {c.section}" if c.section else "Glossary"
-    if c.kind == "trial":
-        return f"Trial record: {c.title}"
-    return f"Article: {c.title}"
+        return f"Glossary · {c.section}" if c.section else "Glossary"
+    what = "Trial record" if c.kind == "trial" else "Article"
+    return f"{what} · section “{c.section}”" if c.section else what
 
 
 def card_html(c: Citation, turn: str = "t0") -> str:
-    """One compact source card: a one-line summary (number, title, section), opened by its [n].
+    """One compact source card: a one-line summary (number, kind, section), opened by its [n].
 
-    Inside: the quoted sentences highlighted, the link, and the whole passage one tap further.
-    A glossary card says the entry was written for this app and links to its public reference.
+    Inside: the source's title, the quoted sentences highlighted, the link, and the whole
+    passage one tap further. A glossary card says the entry was written for this app and links
+    to its public reference.
     """
-    where = ""
-    if c.section and c.kind != "glossary":
-        where = f' <span class="pcl-card-where">· section “{_esc(c.section)}”</span>'
     summary = (
         f'<summary><span class="pcl-card-n">[{c.n}]</span> '
-        f'<span class="pcl-card-title">{_esc(_card_title(c))}</span>{where}</summary>'
+        f'<span class="pcl-card-label">{_esc(_card_label(c))}</span></summary>'
     )
+    title = f'<p class="pcl-card-title">{_esc(c.title)}</p>'
     about = ""
     if c.kind == "glossary":
+        title = f'<p class="pcl-card-title">{_esc(c.section or c.title)}</p>'
         about = (
             '<p class="pcl-card-about">From this app’s own plain-language glossary, written for '
             "the app from public references; it is not part of the article.</p>"
@@ -255,7 +254,7 @@ def card_html(c: Citation, turn: str = "t0") -> str:
         )
     return (
         f'<li class="pcl-card pcl-card-{_esc(c.kind or "article")}" id="{card_id(turn, c.n)}" data-kind="{_esc(c.kind)}">'
-        f'<details class="pcl-card-box">{summary}<div class="pcl-card-body">{about}'
+        f'<details class="pcl-card-box">{summary}<div class="pcl-card-body">{title}{about}'
         f'<blockquote class="pcl-card-quote">{quote}</blockquote>{link}{passage}</div></details></li>'
     )
 
@@ -270,11 +269,9 @@ def sources_html(citations: tuple[Citation, ...], turn: str = "t0") -> str:
     if not citations:
         return ""
     cards = "".join(card_html(c, turn) for c in citations)
-    noun = "source" if len(citations) == 1 else "sources"
     return (
-        f'<section class="pcl-sources" aria-label="Sources of this answer">'
-        f'<h4 class="pcl-sources-h">{len(citations)} {noun}: tap a number to see the quote and link</h4>'
-        f'<ol class="pcl-cards">{cards}</ol></section>'
+        '<div class="pcl-sources"><h4 class="pcl-sources-h">Sources, tap to open:</h4>'
+        f'<ol class="pcl-cards">{cards}</ol></div>'
     )
 
 
@@ -291,10 +288,7 @@ def actions_html(parts: tuple[Part, ...]) -> str:
 def note(kind: str, emergency_number: str = "911") -> str:
     """The short line under each reply, worded for its kind (the full disclaimer is at the top)."""
     if kind == "answer":
-        return (
-            "These are the sources’ own words: general information, not medical advice. "
-            "Ask your care team how it applies to you."
-        )
+        return "The sources’ own words, not medical advice: ask your care team how they apply to you."
     if kind == "medical_advice":
         return "General information, not medical advice: your care team decides what is right for you."
     if kind == EMERGENCY:

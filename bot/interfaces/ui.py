@@ -100,6 +100,7 @@ class ChatCallbacks:
             "note": render.note(reply.kind, safety.emergency_number),
             "follow_ups": [q for q in reply.follow_ups if isinstance(q, str) and q.strip()][:3],
             "ask_separately": unanswered or [],
+            "questions": len(split_questions(message)),
             "rating": {
                 "question": question,
                 "kind": reply.kind,
@@ -240,8 +241,8 @@ def shell_html(settings: Settings) -> str:
 <header class="pcl-header">
 <div class="pcl-title-row"><h1>{TITLE}</h1>
 <div class="pcl-size" role="group" aria-label="Text size">
-<button type="button" id="pcl-smaller" class="pcl-btn pcl-size-btn" aria-label="Smaller text">A−</button>
-<button type="button" id="pcl-larger" class="pcl-btn pcl-size-btn" aria-label="Larger text">A+</button>
+<button type="button" id="pcl-smaller" class="pcl-btn pcl-size-btn" aria-label="A− (smaller text)">A−</button>
+<button type="button" id="pcl-larger" class="pcl-btn pcl-size-btn" aria-label="A+ (larger text)">A+</button>
 </div></div>
 <p class="pcl-subtitle">Answers quoted word for word, with their sources, from one HealthTree article on
 relapsed plasma cell leukemia (PCL) and two clinical-trial records.</p>

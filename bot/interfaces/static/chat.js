@@ -260,14 +260,19 @@ function start(app) {
       return [make("p", { className: "pcl-chips-h", id: labelId, text: label }), list];
     };
     if (r.ask_separately && r.ask_separately.length) {
+      const all = r.ask_separately.length >= (r.questions || 0);
       const part = make("div", { className: "pcl-separately" }, chips(
         r.ask_separately, `pcl-${t.id}-sep`,
-        "Your message asked more than one question, and this answer covers only part of it. Ask this on its own:",
+        all
+          ? "Your message asked several questions at once, and this answer may not cover them. Ask them one at a time:"
+          : `Your message asked several questions at once, and this answer covers only part of it. ${r.ask_separately.length === 1 ? "Ask this one on its own:" : "Ask these one at a time:"}`,
       ));
       box.append(part);
     }
-    if (r.follow_ups && r.follow_ups.length) {
-      box.append(make("div", { className: "pcl-suggest" }, chips(r.follow_ups, `pcl-${t.id}-next`, "You could also ask:")));
+    const offered = new Set([t.q.trim(), ...(r.ask_separately || [])]);
+    const next = (r.follow_ups || []).filter((q) => !offered.has(q));
+    if (next.length) {
+      box.append(make("div", { className: "pcl-suggest" }, chips(next, `pcl-${t.id}-next`, "You could also ask:")));
     }
     const about = `the answer to “${short(t.q)}”`;
     const row = make("div", { className: "pcl-row pcl-tools-row", role: "group", "aria-label": `Tools for ${about}` });
