@@ -552,9 +552,9 @@ def test_safety_replies_offer_call_and_text_and_the_disclaimer_fits_each_kind(pa
 
 @views("phone-dark", "desktop-dark")
 def test_dark_mode_covers_every_box(page) -> None:
-    ask(page, "I have chest pain")
     ask(page, "What is CT0596?")
-    last_turn(page).locator("a.pcl-cite").first.click()
+    ask(page, "I have chest pain")
+    page.locator("#pcl-log a.pcl-cite").first.click()
     boxes = [
         ".pcl-banner",
         ".pcl-msg-user",

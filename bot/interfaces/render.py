@@ -112,7 +112,9 @@ def _cite(n: int, turn: str, by_n: dict[int, Citation]) -> str:
     if c is None:
         return ""
     label = f"Source {n}, {source_kind(c)}"
-    return f' <a class="pcl-cite" href="#{card_id(turn, n)}" data-n="{n}" aria-label="{_esc(label)}">[{n}]</a>'
+    return (
+        f' <a class="pcl-cite" href="#{card_id(turn, n)}" data-n="{n}" aria-label="{_esc(label)}">[{n}]</a>'
+    )
 
 
 def _notice_html(n: Notice) -> str:
@@ -270,7 +272,8 @@ def sources_html(citations: tuple[Citation, ...], turn: str = "t0") -> str:
         return ""
     cards = "".join(card_html(c, turn) for c in citations)
     return (
-        '<div class="pcl-sources"><h4 class="pcl-sources-h">Sources, tap to open:</h4>'
+        '<div class="pcl-sources"><h4 class="pcl-sources-h">Sources<span class="pcl-screen-only">, '
+        "tap to open</span>:</h4>"
         f'<ol class="pcl-cards">{cards}</ol></div>'
     )
 

@@ -193,7 +193,9 @@ def clean_turns(history: object, max_chars: int) -> list[dict]:
     turns = [
         {"role": t["role"], "content": t["content"][: max_chars * 4]}
         for t in history
-        if isinstance(t, dict) and t.get("role") in ("user", "assistant") and isinstance(t.get("content"), str)
+        if isinstance(t, dict)
+        and t.get("role") in ("user", "assistant")
+        and isinstance(t.get("content"), str)
     ]
     return turns[-MAX_HISTORY_MESSAGES:]
 

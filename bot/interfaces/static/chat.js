@@ -166,7 +166,8 @@ function start(app) {
   function userBubble(t) {
     const h = make("h3", { className: "pcl-who", id: `pcl-${t.id}-you`, text: "You" });
     const text = make("p", { className: "pcl-user-text", text: t.q });
-    const node = make("article", { className: "pcl-msg pcl-msg-user", "aria-labelledby": h.id }, [h, text]);
+    const asked = make("p", { className: "pcl-when", text: "Asked " + when(t.at) });
+    const node = make("article", { className: "pcl-msg pcl-msg-user", "aria-labelledby": h.id }, [h, text, asked]);
     if (t.status === "waiting") {
       const note = make("p", { className: "pcl-waiting" }, [
         document.createTextNode("Waiting: sent when the answer above ends. "),
@@ -492,7 +493,7 @@ function start(app) {
     let help = HELP;
     if (over) help = `Too long: ${fmt(n)} characters, and the limit is ${fmt(max)}. Please shorten it by ${fmt(n - max)} to send it (nothing is cut).`;
     else if (near) help = `${fmt(max - n)} characters left.`;
-    else if (current()) help = "An answer is on its way. You can type your next question: it is sent when this answer ends.";
+    else if (current()) help = "An answer is on its way. You can type: your next question is sent after it.";
     el.help.textContent = help;
     el.help.classList.toggle("pcl-over", over);
     const level = over ? "over" : near ? "near" : "ok";
