@@ -258,6 +258,16 @@ def test_question_typed_during_an_answer_is_queued_and_arrives_exactly_as_typed(
     wait_turn(page, 2)
     assert box.input_value() == "And half a thought"
     second = page.locator("#pcl-log .pcl-turn").nth(1)
+    # The queued answer does not pull the page away from the one being read; a button leads to it.
+    first_answer = page.locator("#pcl-log .pcl-turn").first.locator(".pcl-answer > *").first
+    assert fully_in_view(first_answer), "the page scrolled away from the answer being read"
+    second_start = second.locator(".pcl-answer > *").first
+    if not fully_in_view(second_start):
+        jump = page.get_by_role("button", name="New answer below")
+        assert jump.is_visible()
+        jump.click()
+        assert fully_in_view(second_start) and not jump.is_visible()
+        assert page.evaluate("document.activeElement.textContent") == "PCL companion"
     assert second.locator(".pcl-user-text").evaluate("e => e.textContent") == exact
     assert "Patient" in second.locator(".pcl-answer").inner_text() or "side effect" in second.inner_text()
     # The server got it exactly as typed: the rating it records names the question.

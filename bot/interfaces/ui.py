@@ -269,6 +269,7 @@ Type below, or tap an example:</p>
 </section>
 <p class="pcl-privacy">{esc(PRIVACY_NOTE)}</p>
 <div id="pcl-live" class="pcl-sr" role="status" aria-live="polite" aria-atomic="true"></div>
+<button type="button" id="pcl-jump" class="pcl-btn pcl-primary pcl-jump" hidden>New answer below</button>
 <div id="pcl-undo" class="pcl-undo" role="status" hidden>
 <span id="pcl-undo-text">Conversation deleted.</span>
 <button type="button" class="pcl-btn" id="pcl-undo-btn">Undo</button>

@@ -310,7 +310,8 @@ function start(app) {
     bot.classList.add("pcl-revealing");
     if (blocks[0]) blocks[0].classList.add("pcl-shown");
     markFirstText(t);
-    showAnswerStart(bot);
+    if (t.queued) offerJump(bot); // the person may still be reading the answer before it
+    else showAnswerStart(bot);
     if (!urgent) {
       for (const b of blocks.slice(1)) {
         await sleep(cfg.revealMs);
@@ -322,6 +323,36 @@ function start(app) {
     blocks.forEach((b) => b.classList.remove("pcl-shown"));
     return true;
   }
+
+  // An answer to a question that waited its turn arrives while the person may be reading the one
+  // before: the page does not scroll away from it, it offers a button that goes to the new one.
+  const jump = $("pcl-jump");
+  let jumpTo = null;
+  function offerJump(bot) {
+    const composer = el.form.getBoundingClientRect().top;
+    const top = bot.getBoundingClientRect().top;
+    if (top >= 0 && top + 48 <= composer) return;
+    jumpTo = bot;
+    jump.hidden = false;
+  }
+  jump.addEventListener("click", () => {
+    if (jumpTo) jumpTo.scrollIntoView({ block: "start", behavior: "auto" });
+    const heading = jumpTo && jumpTo.querySelector(".pcl-who");
+    jump.hidden = true;
+    jumpTo = null;
+    if (heading) {
+      heading.setAttribute("tabindex", "-1");
+      heading.focus({ preventScroll: true });
+    }
+  });
+  window.addEventListener("scroll", () => {
+    if (!jumpTo) return;
+    const top = jumpTo.getBoundingClientRect().top;
+    if (top >= 0 && top + 48 <= el.form.getBoundingClientRect().top) {
+      jump.hidden = true;
+      jumpTo = null;
+    }
+  }, { passive: true });
 
   function markFirstText(t) {
     try { performance.mark("pcl-first-text-" + t.id); } catch (e) { /* old browser */ }
@@ -373,7 +404,7 @@ function start(app) {
     if (chars(text) > cfg.maxChars) return false;
     forgetUndo();
     state.seq += 1;
-    const t = { id: "t" + state.seq, q: text, at: new Date().toISOString(), status: "waiting", r: null };
+    const t = { id: "t" + state.seq, q: text, at: new Date().toISOString(), status: "waiting", r: null, queued: Boolean(current()) };
     state.turns.push(t);
     save();
     renderTurn(t);
@@ -399,7 +430,7 @@ function start(app) {
     t.retrying = false;
     save();
     const node = renderTurn(t);
-    node.scrollIntoView({ block: "start", behavior: "auto" });
+    if (!t.queued) node.scrollIntoView({ block: "start", behavior: "auto" });
     refresh();
     try { performance.mark("pcl-sent-" + t.id); } catch (e) { /* old browser */ }
     let attempt = 0;
@@ -773,7 +804,7 @@ function start(app) {
   const lift = () => {
     const hidden = vv ? Math.max(0, window.innerHeight - vv.height - vv.offsetTop) : 0;
     el.form.style.bottom = hidden > 1 ? hidden + "px" : "";
-    el.undo.style.setProperty("--pcl-lift", hidden + "px");
+    document.documentElement.style.setProperty("--pcl-lift", hidden + "px");
   };
   if (vv) {
     vv.addEventListener("resize", lift);
@@ -784,6 +815,7 @@ function start(app) {
   // ------------------------------------------------------------------ start
 
   for (const t of state.turns) {
+    t.queued = false;
     if (t.status === "sending") t.status = "waiting"; // cut off by a reload: send it again
     if (t.status === "revealing") t.status = "done";
     renderTurn(t);
