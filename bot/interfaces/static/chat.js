@@ -358,16 +358,13 @@ function start(app) {
     try { performance.mark("pcl-first-text-" + t.id); } catch (e) { /* old browser */ }
   }
 
-  // Scroll so the answer's first line is on screen, below its question when both fit.
+  // Scroll so the answer reads from its first line: its question at the top of the screen when
+  // the question is short, else the answer itself (the page keeps room for the question box).
   function showAnswerStart(bot) {
-    const composer = el.form.getBoundingClientRect().top;
-    const top = bot.getBoundingClientRect().top;
-    const line = parseFloat(getComputedStyle(bot).fontSize) * 3;
-    if (top < 0 || top + line > composer) {
-      const user = bot.previousElementSibling;
-      const target = user && top - user.getBoundingClientRect().top + line < composer - 16 ? user : bot;
-      target.scrollIntoView({ block: "start", behavior: "auto" });
-    }
+    const user = bot.previousElementSibling;
+    const room = el.form.getBoundingClientRect().top;
+    const target = user && user.getBoundingClientRect().height < room * 0.4 ? user : bot;
+    target.scrollIntoView({ block: "start", behavior: "auto" });
   }
 
   function refresh() {
