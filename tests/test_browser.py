@@ -169,6 +169,8 @@ def test_every_citation_is_a_focusable_link_to_its_compact_card(page, server: Ap
     link = card.locator(".pcl-card-link a")
     assert link.get_attribute("href").startswith("https://") and link.get_attribute("target") == "_blank"
     assert "opens a new tab" in link.inner_text()
+    turn.evaluate("t => t.scrollIntoView({block: 'start'})")
+    shot(page, "chat-answer-card")  # the answer with its [n] links and the card [1] opened
 
     # A glossary card says it is the app's own glossary and links to the public reference.
     glossary = turn.locator(".pcl-card[data-kind='glossary']")
