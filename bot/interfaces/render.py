@@ -1,106 +1,141 @@
-"""Reply -> safe HTML for one chat bubble: answer with [n] markers, a Sources block, the disclaimer.
+"""Reply -> safe HTML for one answer bubble: the answer with [n] links, its source cards, a note.
 
 Everything a person or a source wrote is escaped here, and the result goes through an nh3
 allow-list, so neither a question nor a source sentence can inject markup, scripts or remote
-images. The HTML is one line with no blank lines: the chat's Markdown renderer then treats it as
-a raw HTML block and never re-reads the text as Markdown (so `![x](http://...)` stays text).
+images. The page (`bot/interfaces/static/chat.js`) inserts this HTML as it is; its own controls
+(copy, print, share, rating, suggestions) are built in the browser from plain text, never HTML.
+
+Each `[n]` is a real link to its source card in the same bubble (`#pcl-src-<turn>-<n>`), so it is
+focusable and works without script; the page opens the card and moves focus to it. Only the
+sources the answer cites get a card. The bubble ends with a short note whose wording fits the
+reply's kind: the full disclaimer is shown once, at the top of the page.
 """
 
 from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import nh3
 
-from bot.reply import Citation, Notice, Part, Quote, Reply, quote_text
+from bot.reply import Citation, Framing, Notice, Part, Quote, Reply, quote_text
 
 EMERGENCY = "emergency"
+# Kinds whose sentences come from the sources (the others are the bot's own fixed texts).
+QUOTING = ("answer", "medical_advice")
 
 _ALLOWED_TAGS = {
-    "div", "p", "span", "strong", "em", "ul", "ol", "li", "a", "mark",
+    "div", "p", "span", "strong", "em", "ul", "ol", "li", "a", "mark", "h4",
     "details", "summary", "blockquote", "br", "cite",
 }  # fmt: skip
 _ALLOWED_ATTRS = {
-    "*": {"class"},
-    "a": {"href", "target"},
+    "*": {"class", "id"},
+    "a": {"href", "target", "aria-label", "data-n"},
     "div": {"role", "aria-label"},
     "details": {"open"},
     "span": {"aria-hidden"},
+    "li": {"data-kind"},
 }
+# Where a link may point: the web, a phone call or a text, or a card of the same bubble.
+_URL_SCHEMES = {"https", "http", "tel", "sms"}
+_TURN = re.compile(r"[a-z][a-z0-9]{0,15}")
 
-# One inline token of source or answer text: a Markdown image or link, a bare URL, **bold**, or [n].
+# One inline token of source or answer text: a Markdown image or link, a bare URL, or **bold**.
 _INLINE = re.compile(
     r"(?P<img>!)?\[(?P<ltext>[^\]\n]+)\]\((?P<lurl>https?://[^)\s]+)\)"
     r"|(?P<url>https?://[^\s<>\"]*[^\s<>\".,;:!?)\]’”])"
     r"|\*\*(?P<bold>.+?)\*\*"
-    r"|\[(?P<cite>\d{1,2})\]"
 )
-
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _clean(fragment: str) -> str:
+    fragment = _LONE_SURROGATE.sub("\ufffd", fragment)  # not text; the sanitizer cannot encode it
     return nh3.clean(
         fragment,
         tags=_ALLOWED_TAGS,
         attributes=_ALLOWED_ATTRS,
-        url_schemes={"https", "http", "tel", "sms"},
+        url_schemes=_URL_SCHEMES,
         link_rel="noopener noreferrer",
     )
 
 
-def _link(url: str, text: str) -> str:
-    return f'<a href="{html.escape(url, quote=True)}" target="_blank">{html.escape(text)}</a>'
+def _esc(text: str) -> str:
+    return html.escape(text, quote=True)
 
 
-def inline(text: str, cites: frozenset[int] = frozenset()) -> str:
-    """Escape `text`, keeping only links, bold and the citation markers of this reply."""
+def _link(url: str, text: str, new_tab_hint: bool = False) -> str:
+    hint = ' <span class="pcl-new-tab">(opens a new tab)</span>' if new_tab_hint else ""
+    return f'<a href="{_esc(url)}" target="_blank">{_esc(text)}{hint}</a>'
+
+
+def inline(text: str) -> str:
+    """Escape `text`, keeping only web links and bold (a Markdown image becomes its description)."""
     out, pos = [], 0
     for m in _INLINE.finditer(text):
-        out.append(html.escape(text[pos : m.start()]))
+        out.append(_esc(text[pos : m.start()]))
         if m.group("img"):  # never load a remote image: its description stands in
-            out.append(html.escape(m.group("ltext")))
+            out.append(_esc(m.group("ltext")))
         elif m.group("lurl"):
             out.append(_link(m.group("lurl"), m.group("ltext")))
         elif m.group("url"):
             out.append(_link(m.group("url"), m.group("url")))
-        elif m.group("bold"):
-            out.append(f"<strong>{inline(m.group('bold'), cites)}</strong>")
-        elif int(m.group("cite")) in cites:
-            n = m.group("cite")
-            out.append(f'<span class="pcl-cite">[{n}]</span>')
         else:
-            out.append(html.escape(m.group(0)))
+            out.append(f"<strong>{inline(m.group('bold'))}</strong>")
         pos = m.end()
-    out.append(html.escape(text[pos:]))
+    out.append(_esc(text[pos:]))
     return "".join(out)
 
 
+def turn_id(turn: object) -> str:
+    """The bubble's id as the page numbers it ("t3"); anything else becomes "t0"."""
+    return turn if isinstance(turn, str) and _TURN.fullmatch(turn) else "t0"
+
+
+def card_id(turn: str, n: int) -> str:
+    return f"pcl-src-{turn}-{n}"
+
+
+def source_kind(c: Citation) -> str:
+    """What a source is, in a few words a patient knows (the article, a trial record, the glossary)."""
+    if c.kind == "glossary":
+        return "the app's glossary"
+    if c.kind == "trial":
+        return "a trial record"
+    return "the article"
+
+
+def _cite(n: int, turn: str, by_n: dict[int, Citation]) -> str:
+    c = by_n.get(n)
+    if c is None:
+        return ""
+    label = f"Source {n}, {source_kind(c)}"
+    return (
+        f' <a class="pcl-cite" href="#{card_id(turn, n)}" data-n="{n}" aria-label="{_esc(label)}">[{n}]</a>'
+    )
+
+
 def _notice_html(n: Notice) -> str:
-    head = f"<strong>{html.escape(n.headline)}</strong> " if n.headline else ""
-    return f'<p class="pcl-notice pcl-tone-{n.tone}">{head}{html.escape(n.text)}</p>'
+    head = f"<strong>{_esc(n.headline)}</strong> " if n.headline else ""
+    return f'<p class="pcl-notice pcl-tone-{_esc(n.tone)}">{head}{_esc(n.text)}</p>'
 
 
-def _quote_html(q: Quote, cites: frozenset[int]) -> str:
-    cite = f' <span class="pcl-cite">[{q.n}]</span>' if q.n in cites else ""
-    return inline(quote_text(q)) + cite
-
-
-def parts_html(parts: tuple[Part, ...], cites: frozenset[int] = frozenset()) -> str:
+def parts_html(parts: tuple[Part, ...], turn: str = "t0", citations: tuple[Citation, ...] = ()) -> str:
     """Notices, framing and quotes as HTML: a block's quotes form one paragraph, list items a list."""
+    by_n = {c.n: c for c in citations}
     blocks: list[str] = []
     text: list[str] = []
     items: list[str] = []
     current = None
 
-    def flush() -> None:
+    def flush_text() -> None:
         if text:
             blocks.append(f"<p>{' '.join(text)}</p>")
             text.clear()
+
+    def flush_items() -> None:
         if items:
             blocks.append(f"<ul>{''.join(items)}</ul>")
             items.clear()
@@ -108,30 +143,31 @@ def parts_html(parts: tuple[Part, ...], cites: frozenset[int] = frozenset()) -> 
     for p in parts:
         if isinstance(p, Quote):
             if current is not None and p.block != current:
-                flush()
+                flush_text()
+                flush_items()
             current = p.block
+            quoted = inline(quote_text(p)) + _cite(p.n, turn, by_n)
             if p.list_item:
-                if text:
-                    blocks.append(f"<p>{' '.join(text)}</p>")
-                    text.clear()
-                items.append(f"<li>{_quote_html(p, cites)}</li>")
+                flush_text()
+                items.append(f"<li>{quoted}</li>")
             else:
-                if items:
-                    blocks.append(f"<ul>{''.join(items)}</ul>")
-                    items.clear()
-                text.append(_quote_html(p, cites))
+                flush_items()
+                text.append(quoted)
             continue
-        flush()
+        flush_text()
+        flush_items()
         current = None
-        blocks.append(
-            _notice_html(p) if isinstance(p, Notice) else f'<p class="pcl-framing">{html.escape(p.text)}</p>'
-        )
-    flush()
+        if isinstance(p, Notice):
+            blocks.append(_notice_html(p))
+        elif isinstance(p, Framing):
+            blocks.append(f'<p class="pcl-framing">{_esc(p.text)}</p>')
+    flush_text()
+    flush_items()
     return "".join(blocks)
 
 
 def _highlight_spans(passage: str, sentences: tuple[str, ...]) -> list[tuple[int, int]]:
-    spans = []
+    spans: list[tuple[int, int]] = []
     for s in sentences:
         s = s.strip()
         i = passage.find(s) if s else -1
@@ -165,87 +201,134 @@ def passage_html(c: Citation) -> str:
     return "".join(parts)
 
 
+def _host(url: str) -> str:
+    return (urlparse(url).hostname or "").removeprefix("www.")
+
+
 def _source_label(c: Citation) -> str:
     """Say what the link opens: the article, the trial record, or a glossary entry's reference."""
-    host = (urlparse(c.url).hostname or "").removeprefix("www.")
+    host = _host(c.url)
     where = f" on {host}" if host else ""
     if c.kind == "trial":
         return f"See the trial record{where}"
     if c.kind == "glossary":
-        return f"Reference for this glossary entry{where}"
-    return f"Read the original{where}"
+        return f"Public reference for this term{where}"
+    return f"Read the original article{where}"
 
 
-def source_html(c: Citation) -> str:
-    head = f'<span class="pcl-cite">[{c.n}]</span> <strong>{html.escape(c.title)}</strong>'
-    if c.section:
-        head += f' <span class="pcl-section">— section “{html.escape(c.section)}”</span>'
+def _card_label(c: Citation) -> str:
+    """The card's one-line summary: what kind of source, and where in it."""
+    if c.kind == "glossary":
+        return f"Glossary · {c.section}" if c.section else "Glossary"
+    what = "Trial record" if c.kind == "trial" else "Article"
+    return f"{what} · section “{c.section}”" if c.section else what
+
+
+def card_html(c: Citation, turn: str = "t0") -> str:
+    """One compact source card: a one-line summary (number, kind, section), opened by its [n].
+
+    Inside: the source's title, the quoted sentences highlighted, the link, and the whole
+    passage one tap further. A glossary card says the entry was written for this app and links
+    to its public reference.
+    """
+    summary = (
+        f'<summary><span class="pcl-card-n">[{c.n}]</span> '
+        f'<span class="pcl-card-label">{_esc(_card_label(c))}</span></summary>'
+    )
+    title = f'<p class="pcl-card-title">{_esc(c.title)}</p>'
+    about = ""
+    if c.kind == "glossary":
+        title = f'<p class="pcl-card-title">{_esc(c.section or c.title)}</p>'
+        about = (
+            '<p class="pcl-card-about">From this app’s own plain-language glossary, written for '
+            "the app from public references; it is not part of the article.</p>"
+        )
+    sentences = [s for s in (c.sentences or (c.quote,)) if s.strip()]
+    quote = " ".join(f"<mark>{inline(s)}</mark>" for s in sentences)
     link = ""
     if urlparse(c.url).scheme in ("https", "http"):
-        link = f'<p class="pcl-link">{_link(c.url, _source_label(c))} <span class="pcl-new-tab">(opens a new tab)</span></p>'
+        link = f'<p class="pcl-card-link">{_link(c.url, _source_label(c), new_tab_hint=True)}</p>'
+    passage = ""
+    if c.passage and c.passage.strip() != " ".join(sentences).strip():
+        passage = (
+            '<details class="pcl-passage-more"><summary>Show the passage around it</summary>'
+            f'<blockquote class="pcl-passage">{passage_html(c)}</blockquote></details>'
+        )
     return (
-        f'<li class="pcl-source"><p class="pcl-source-head">{head}</p>'
-        f'<blockquote class="pcl-passage">{passage_html(c)}</blockquote>{link}</li>'
+        f'<li class="pcl-card pcl-card-{_esc(c.kind or "article")}" id="{card_id(turn, c.n)}" data-kind="{_esc(c.kind)}">'
+        f'<details class="pcl-card-box">{summary}<div class="pcl-card-body">{title}{about}'
+        f'<blockquote class="pcl-card-quote">{quote}</blockquote>{link}{passage}</div></details></li>'
     )
 
 
-def sources_html(citations: tuple[Citation, ...]) -> str:
+def cited(parts: tuple[Part, ...], citations: tuple[Citation, ...]) -> tuple[Citation, ...]:
+    """The citations the answer actually points to, in number order."""
+    used = {p.n for p in parts if isinstance(p, Quote)}
+    return tuple(sorted((c for c in citations if c.n in used), key=lambda c: c.n))
+
+
+def sources_html(citations: tuple[Citation, ...], turn: str = "t0") -> str:
     if not citations:
         return ""
-    label = f"Sources ({len(citations)})"
-    items = "".join(source_html(c) for c in citations)
+    cards = "".join(card_html(c, turn) for c in citations)
     return (
-        f'<details class="pcl-sources"><summary>{label} <span class="pcl-hint">quotes and links</span></summary>'
-        f'<ol class="pcl-source-list">{items}</ol></details>'
+        '<div class="pcl-sources"><h4 class="pcl-sources-h">Sources<span class="pcl-screen-only">, '
+        "tap to open</span>:</h4>"
+        f'<ol class="pcl-cards">{cards}</ol></div>'
     )
 
 
-def _actions_html(parts: tuple[Part, ...]) -> str:
+def actions_html(parts: tuple[Part, ...]) -> str:
     """Tap-to-call and tap-to-text buttons for the numbers a notice offers (from Settings)."""
     actions = [a for p in parts if isinstance(p, Notice) for a in p.actions]
     links = "".join(
-        f'<a class="pcl-call pcl-action-{a.kind}" href="{html.escape(a.href, quote=True)}">{html.escape(a.label)}</a>'
+        f'<a class="pcl-call pcl-action-{_esc(a.kind)}" href="{_esc(a.href)}">{_esc(a.label)}</a>'
         for a in dict.fromkeys(actions)
     )
     return f'<p class="pcl-calls">{links}</p>' if links else ""
 
 
-def reply_html(reply: Reply, shown: int | None = None, final: bool = True) -> str:
-    """One assistant bubble. `shown` is how many parts to show while streaming."""
-    cites = frozenset(c.n for c in reply.citations)
-    parts = reply.parts if shown is None else reply.parts[:shown]
-    body = parts_html(parts, cites)
-    classes = f"pcl-reply pcl-kind-{reply.kind}"
+def note(kind: str, emergency_number: str = "911") -> str:
+    """The short line under each reply, worded for its kind (the full disclaimer is at the top)."""
+    if kind == "answer":
+        return "The sources’ own words, not medical advice: ask your care team how they apply to you."
+    if kind == "medical_advice":
+        return "General information, not medical advice: your care team decides what is right for you."
+    if kind == EMERGENCY:
+        return f"This app cannot call for help or judge symptoms. Use the buttons above, or call {emergency_number}."
+    if kind == "support":
+        return f"Not medical advice. If you ever feel unsafe, call {emergency_number}."
+    if kind == "invalid":
+        return ""
+    return "Not medical advice. Your care team is the best source for your own situation."
+
+
+def reply_html(reply: Reply, turn: str = "t0", emergency_number: str = "911") -> str:
+    """One assistant bubble: the answer, its call/text buttons, its source cards, its note."""
+    turn = turn_id(turn)
+    sources = cited(reply.parts, reply.citations)
+    body = f'<div class="pcl-answer">{parts_html(reply.parts, turn, sources)}</div>'
+    classes = f"pcl-reply pcl-kind-{_esc(reply.kind)}"
     if reply.kind == EMERGENCY:
-        body = f'<p class="pcl-alert-label"><span aria-hidden="true">⚠</span> Urgent</p>{body}{_actions_html(reply.parts)}'
+        label = '<p class="pcl-alert-label"><span aria-hidden="true">⚠</span> Urgent</p>'
+        body = label + body
         opening = f'<div class="{classes} pcl-emergency" role="alert">'
     else:
         opening = f'<div class="{classes}">'
-    tail = ""
-    if final:
-        tail = (
-            sources_html(reply.citations) + f'<p class="pcl-disclaimer">{html.escape(reply.disclaimer)}</p>'
-        )
+    text = note(reply.kind, emergency_number)
+    tail = actions_html(reply.parts) + sources_html(sources, turn)
+    if text:
+        tail += f'<p class="pcl-note">{_esc(text)}</p>'
     return _clean(opening + body + tail + "</div>")
 
 
-def stream_html(reply: Reply) -> Iterator[str]:
-    """The bubble part by part, then whole with Sources and disclaimer.
-
-    The engine composes the answer at once; showing it progressively lets a person start reading
-    while the rest appears, like any chat. Emergency guidance is shown whole, straight away.
-    """
-    if reply.kind != EMERGENCY:
-        for shown in range(1, len(reply.parts)):
-            yield reply_html(reply, shown, final=False)
-    yield reply_html(reply)
-
-
 def user_html(text: str, limit: int) -> str:
-    """A person's message, escaped; very long input is shown cut (the engine refuses it anyway)."""
-    shown = text if len(text) <= limit else text[:limit] + "…"
-    shown = _LONE_SURROGATE.sub("\ufffd", shown)  # not text; the sanitizer cannot encode it
-    body = html.escape(shown).replace("\r\n", "\n").replace("\n", "<br>")
+    """A person's message, escaped; text beyond `limit` is not shown, and the bubble says so."""
+    shown = text if len(text) <= limit else text[:limit]
+    shown = _LONE_SURROGATE.sub("\ufffd", shown)
+    body = _esc(shown).replace("\r\n", "\n").replace("\n", "<br>")
+    if len(text) > limit:
+        body += f' <em class="pcl-cut">(… {len(text) - limit:,} more characters not shown)</em>'
     return _clean(f'<div class="pcl-user">{body}</div>')
 
 
@@ -254,4 +337,4 @@ def pending_html() -> str:
 
 
 def error_html(text: str) -> str:
-    return _clean(f'<div class="pcl-reply pcl-kind-error"><p>{html.escape(text)}</p></div>')
+    return _clean(f'<div class="pcl-reply pcl-kind-error"><p>{_esc(text)}</p></div>')

@@ -1,17 +1,28 @@
-"""The Gradio chat page: layout and callbacks. Every answer comes from `Companion.ask`.
+"""The Gradio chat page: the page shell, its endpoints and launch options.
 
-Callbacks only move text between the page and the engine: the engine decides what to say,
-`bot.interfaces.render` decides how it looks, `bot.interfaces.feedback` keeps the ratings. The only public API
-endpoint is `/chat` (plain text in, the whole reply as plain text out); the page's own
-callbacks are private so API clients see one clear entry point.
+Every answer comes from `Companion.ask`; `bot.interfaces.render` decides how a reply looks and
+`bot.interfaces.feedback` keeps the ratings. The conversation itself lives in the browser
+(`static/chat.js`, kept in localStorage), so a reload, a dropped connection or a restarted server
+loses nothing: each question travels with the earlier turns the engine needs to resolve
+follow-ups. The page talks to the server through Gradio's queue (`/gradio_api/call/<name>`), so
+the concurrency limit and the queue size apply to it as to the API.
+
+Endpoints: `/chat` is the one public API (plain text in, the whole reply as plain text out, listed
+in the API docs). The page's own `/respond` (a question and its history in, the rendered reply
+out) and `/rate` (a thumbs up or down) are undocumented: callable, but not offered to API clients.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
+import json
 import logging
-import time
-from collections.abc import Iterator
+import re
+import secrets
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -19,9 +30,12 @@ import gradio as gr
 from bot.interfaces import render
 from bot.interfaces.feedback import FeedbackError, FeedbackLog
 from bot.pipeline import Companion
+from bot.reply import Reply, plain_text
+from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
+STATIC = Path(__file__).with_name("static")
 TITLE = "PCL companion"
 # Questions the sources answer well, for a first visit (checked against the engine's replies).
 EXAMPLES = (
@@ -31,98 +45,91 @@ EXAMPLES = (
     "What side effects did the first two patients have?",
     "What is off-the-shelf CAR-T?",
 )
-# Pause between streamed sentences: long enough to read as a stream, short enough not to stall.
-STREAM_PAUSE_S = 0.06
+# The page shows an answer block by block, this many milliseconds apart, so a person can start
+# reading at once; emergency guidance is shown whole straight away.
+REVEAL_MS = 70
 CHAT_CONCURRENCY_ID = "chat"
 SORRY = "Sorry, something went wrong on our side while answering. Please try again in a moment."
-
-Exchange = dict[str, Any]  # question, answer, kind, sources, at (index of the answer in the chat)
-
-
-def _history(exchanges: list[Exchange]) -> list[dict]:
-    """Earlier turns as the engine expects them (plain text, not the rendered HTML)."""
-    turns: list[dict] = []
-    for ex in exchanges:
-        turns.append({"role": "user", "content": ex["question"]})
-        turns.append({"role": "assistant", "content": ex["answer"]})
-    return turns
+# Earlier turns the page may send with a question (the engine reads the last few).
+MAX_HISTORY_MESSAGES = 24
+# Kinds after which a multi-question message may have been answered only in part.
+PARTIAL_KINDS = ("answer", "medical_advice", "not_found")
 
 
 class ChatCallbacks:
-    """The page's callbacks, bound to one Companion and one feedback log."""
+    """The page's endpoints, bound to one Companion and one feedback log."""
 
     def __init__(self, companion: Companion, feedback: FeedbackLog) -> None:
         self.companion = companion
         self.feedback = feedback
+        self.settings: Settings = companion.settings
         self.max_chars = companion.settings.safety.max_question_chars
+        # Signs the rating data sent with each answer, so a rating names a real answer of this
+        # server (the conversation lives in the browser; the server keeps no session).
+        self._key = secrets.token_bytes(32)
 
-    def respond(
-        self, message: str | None, chat: list[dict] | None, exchanges: list[Exchange] | None
-    ) -> Iterator[tuple[Any, list[dict], list[Exchange], str]]:
-        """Show the question at once, then the answer sentence by sentence, then its sources."""
-        message = message or ""
-        chat = list(chat or [])
-        exchanges = list(exchanges or [])
-        if not message.strip():
-            yield gr.skip(), chat, exchanges, gr.skip()
-            return
+    # ------------------------------------------------------------------ the page's endpoints
+
+    def respond(self, message: str, history: list, turn: str) -> dict:
+        """One question of the page: the reply rendered for its bubble, and what the page needs
+        to copy, print, share and rate it, and to offer the next questions."""
+        message = message if isinstance(message, str) else ""
+        turn = render.turn_id(turn)
+        turns = clean_turns(history, self.max_chars)
         try:
-            bubble = render.user_html(message, self.max_chars)
-        except Exception:  # never lose the page's send event to one odd message
-            log.exception("showing the question failed")
-            bubble = render.error_html("(your message could not be shown)")
-        chat.append({"role": "user", "content": bubble})
-        chat.append({"role": "assistant", "content": render.pending_html()})
-        yield "", chat, exchanges, _status("")
-        try:
-            reply = self.companion.ask(message, history=_history(exchanges))
+            reply = self.companion.ask(message, history=turns)
+            unanswered = self._unanswered_parts(message, reply, turns)
         except Exception:  # the person gets a plain sentence; the trace goes to the server log
             log.exception("answering failed")
-            chat[-1] = {"role": "assistant", "content": render.error_html(SORRY)}
-            yield gr.skip(), chat, exchanges, gr.skip()
-            return
-        done = list(exchanges)
-        done.append(
-            {
-                "question": message[: self.max_chars],
-                "answer": reply.answer,
+            return {"turn": turn, "kind": "error", "html": render.error_html(SORRY), "answer": ""}
+        return self.payload(reply, message, turn, unanswered)
+
+    def payload(self, reply: Reply, message: str, turn: str, unanswered: list[str] | None = None) -> dict:
+        safety = self.settings.safety
+        cited = render.cited(reply.parts, reply.citations)
+        question = message[: self.max_chars]
+        sources = list(dict.fromkeys(c.source_id for c in reply.citations))
+        return {
+            "turn": turn,
+            "kind": reply.kind,
+            "reason": reply.reason,
+            "html": render.reply_html(reply, turn, safety.emergency_number),
+            "answer": reply.answer,  # Markdown: the history the next question is sent with
+            "plain": plain_text(reply.parts),
+            "sources": sources_text(cited),
+            "note": render.note(reply.kind, safety.emergency_number),
+            "follow_ups": [q for q in reply.follow_ups if isinstance(q, str) and q.strip()][:3],
+            "ask_separately": unanswered or [],
+            "questions": len(split_questions(message)),
+            "rating": {
+                "question": question,
                 "kind": reply.kind,
-                "sources": [c.source_id for c in reply.citations],
-                "at": len(chat) - 1,
-            }
-        )
-        bubbles = list(render.stream_html(reply))
-        for i, bubble in enumerate(bubbles):
-            chat[-1] = {"role": "assistant", "content": bubble}
-            if i == len(bubbles) - 1:  # the whole answer and the turn it adds arrive together
-                yield gr.skip(), chat, done, gr.skip()
-            else:
-                yield gr.skip(), chat, exchanges, gr.skip()
-                time.sleep(STREAM_PAUSE_S)
+                "sources": sources,
+                "sig": self._sign(question, reply.kind, sources),
+            },
+        }
 
-    def respond_example(
-        self, chat: list[dict] | None, exchanges: list[Exchange] | None, picked: gr.SelectData
-    ) -> Iterator[tuple[Any, list[dict], list[Exchange], str]]:
-        """An example tapped in the empty chat: ask it like a typed question."""
-        value = picked.value if isinstance(picked.value, dict) else {}
-        yield from self.respond(str(value.get("text", "")), chat, exchanges)
-
-    def rate(self, exchanges: list[Exchange] | None, data: gr.LikeData) -> str:
-        """Thumbs up/down on an answer -> one line in the feedback log."""
-        index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
-        exchange = next((ex for ex in exchanges or [] if ex["at"] == index), None)
-        if exchange is None:  # an answer still being written: nothing to rate yet
-            return _status("")
-        # Clicking the same thumb again withdraws the rating; the log is append-only, so say so.
-        rating = ("up" if data.liked else "down") if isinstance(data.liked, bool) else "withdrawn"
+    def rate(self, rating: dict, value: str) -> str:
+        """A thumbs up, a thumbs down, or the same thumb again (withdrawn) -> the feedback log."""
+        if value not in ("up", "down", "withdrawn") or not isinstance(rating, dict):
+            return "Sorry, that rating could not be read."
+        question, kind, sources = rating.get("question"), rating.get("kind"), rating.get("sources")
+        if not (
+            isinstance(question, str)
+            and isinstance(kind, str)
+            and isinstance(sources, list)
+            and all(isinstance(s, str) for s in sources)
+            and hmac.compare_digest(str(rating.get("sig", "")), self._sign(question, kind, sources))
+        ):
+            return "This answer came from an earlier start of the app and can no longer be rated."
         try:
-            self.feedback.record(exchange["question"], exchange["kind"], exchange["sources"], rating)
+            self.feedback.record(question, kind, sources, value)
         except FeedbackError:
             log.exception("feedback not saved")
-            return _status("Sorry, your rating could not be saved.")
-        if rating == "withdrawn":
-            return _status("Your rating was withdrawn.")
-        return _status("Thank you, your rating was saved.")
+            return "Sorry, your rating could not be saved."
+        if value == "withdrawn":
+            return "Your rating was withdrawn."
+        return "Thank you, your rating was saved."
 
     def api_chat(self, message: str) -> str:
         """Answer one question: the reply text, its numbered sources and the disclaimer."""
@@ -132,154 +139,207 @@ class ChatCallbacks:
             log.exception("answering failed (API)")
             raise gr.Error(SORRY, print_exception=False) from None
 
+    # ------------------------------------------------------------------ helpers
 
-def _status(text: str) -> str:
-    """The line under the question box: the privacy note, and a rating's confirmation if any."""
-    return f'<p class="pcl-status" role="status">{html.escape(text)}</p>{PRIVACY_NOTE}'
+    def _sign(self, question: str, kind: str, sources: list[str]) -> str:
+        data = json.dumps([question, kind, sources], ensure_ascii=True).encode()
+        return hmac.new(self._key, data, hashlib.sha256).hexdigest()
+
+    def _unanswered_parts(self, message: str, reply: Reply, turns: list[dict]) -> list[str]:
+        """The questions of a several-question message that the reply leaves out.
+
+        Each question is asked on its own; one whose own answer quotes nothing the combined
+        reply quotes was not answered, so the page offers it to ask separately.
+        """
+        parts = split_questions(message)
+        if len(parts) < 2 or reply.kind not in PARTIAL_KINDS:
+            return []
+        given = {s for c in reply.citations for s in c.sentences} if reply.kind != "not_found" else set()
+        missing = []
+        for part in parts:
+            alone = self.companion.ask(part, history=turns)
+            if alone.kind not in ("answer", "medical_advice"):
+                continue
+            own = {s for c in alone.citations for s in c.sentences}
+            if own and not own & given:
+                missing.append(part)
+        return missing
 
 
-def _new_chat() -> tuple[str, list, list, str]:
-    return "", [], [], _status("")
+def sources_text(citations) -> str:
+    """The cited sources as plain text, for copying and sharing (the page prints its cards)."""
+    lines = []
+    for c in citations:
+        section = f" — {c.section}" if c.section else ""
+        own = " (this app's plain-language glossary; public reference)" if c.kind == "glossary" else ""
+        lines.append(f"[{c.n}] {c.title}{section}{own}: {c.url}\n    “{c.quote}”")
+    return "\n".join(lines)
 
 
-def _header_html(disclaimer: str) -> str:
-    return (
-        f'<header class="pcl-header"><h1>{TITLE}</h1>'
-        '<p class="pcl-subtitle">Answers quoted, with their sources, from one HealthTree article on '
-        "relapsed plasma cell leukemia (PCL) and two clinical-trial records.</p>"
-        f'<p class="pcl-banner" role="note"><strong>Not medical advice.</strong> {html.escape(disclaimer)}</p>'
-        "</header>"
-    )
+_QUESTION_END = re.compile(r"(?<=\?)\s+")
+
+
+def split_questions(message: str) -> list[str]:
+    """The separate questions of a message ("What is CT0596? Who can join CT071?"), or [message]."""
+    pieces = [p.strip() for p in _QUESTION_END.split(message.strip()) if p.strip()]
+    asked = [p for p in pieces if p.endswith("?") and len(p.split()) >= 2]
+    return asked[:4] if len(asked) >= 2 else [message.strip()]
+
+
+def clean_turns(history: object, max_chars: int) -> list[dict]:
+    """The earlier turns the page sent, as the engine reads them: well-formed and bounded."""
+    if not isinstance(history, list):
+        return []
+    turns = [
+        {"role": t["role"], "content": t["content"][: max_chars * 4]}
+        for t in history
+        if isinstance(t, dict)
+        and t.get("role") in ("user", "assistant")
+        and isinstance(t.get("content"), str)
+    ]
+    return turns[-MAX_HISTORY_MESSAGES:]
+
+
+# ---------------------------------------------------------------------- the page
+
+
+@cache
+def _static(name: str) -> str:
+    return (STATIC / name).read_text(encoding="utf-8")
 
 
 PRIVACY_NOTE = (
-    '<p class="pcl-privacy">Please do not type names, dates of birth, record numbers or other '
-    "personal health information. Questions you rate are saved, without anything else about you, "
-    "to improve the answers.</p>"
+    "Please do not type names, dates of birth, record numbers or other personal health "
+    "information. This conversation is kept only in this browser, on this device, until you "
+    "delete it. Answers you rate are saved on the server, without anything else about you, to "
+    "improve the answers."
 )
 
 
-def build(companion: Companion) -> gr.Blocks:
-    """The chat page. Launch it with `launch_options()` (Gradio 6 takes css and theme there)."""
-    settings = companion.settings
-    cb = ChatCallbacks(companion, FeedbackLog(settings.app.feedback_log))
-    chat_events = {
-        "concurrency_limit": "default",
-        "concurrency_id": CHAT_CONCURRENCY_ID,
-        "api_visibility": "private",
-        "show_progress": "hidden",
+def page_config(settings: Settings) -> dict[str, Any]:
+    """What the page script needs to know (read from the shell's data-config attribute)."""
+    s = settings.safety
+    return {
+        "maxChars": s.max_question_chars,
+        "emergency": s.emergency_number,
+        "disclaimer": settings.disclaimer,
+        "examples": list(EXAMPLES),
+        "revealMs": REVEAL_MS,
+        "title": TITLE,
     }
 
-    with gr.Blocks(title=f"{TITLE}: cited answers on relapsed PCL", fill_width=False) as demo:
-        gr.HTML(_header_html(settings.disclaimer), elem_id="pcl-header", padding=False)
-        exchanges = gr.State([])
-        chatbot = gr.Chatbot(
-            label="Conversation",
-            elem_id="pcl-chat",
-            height="min(62vh, 640px)",
-            min_height=260,
-            autoscroll=False,  # JS_ON_LOAD scrolls to the new question so its answer reads from the top
-            sanitize_html=True,
-            render_markdown=True,
-            latex_delimiters=[],
-            buttons=[],  # a copy button would copy our HTML, not the text
-            feedback_options=("Like", "Dislike"),
-            show_label=False,
-            placeholder="**Ask about relapsed plasma cell leukemia, CT0596 or CT071.** Type below, or tap an example:",
-            examples=[{"text": q} for q in EXAMPLES],
-            group_consecutive_messages=False,
-            layout="panel",
-        )
-        with gr.Row(elem_id="pcl-ask", equal_height=True):
-            question = gr.Textbox(
-                label="Your question",
-                placeholder="Type your question",
-                max_length=settings.safety.max_question_chars,
-                lines=1,
-                max_lines=4,
-                scale=5,
-                elem_id="pcl-question",
-            )
-            send = gr.Button("Send", variant="primary", scale=1, min_width=88, elem_id="pcl-send")
-        status = gr.HTML(_status(""), elem_id="pcl-status", padding=False)
-        new_chat = gr.Button("New chat", variant="secondary", elem_id="pcl-new-chat")
 
-        outputs = [question, chatbot, exchanges, status]
-        # One listener for Enter and Send, so a question sent while the last answer is still
-        # finishing waits its turn (always_last) instead of being dropped or racing it.
-        gr.on(
-            [question.submit, send.click],
+def shell_html(settings: Settings) -> str:
+    """The page itself: header, conversation, composer, dialogs. The script fills it in."""
+    esc = html.escape
+    config = esc(json.dumps(page_config(settings)), quote=True)
+    limit = f"{settings.safety.max_question_chars:,}"
+    examples = "".join(
+        f'<li><button type="button" class="pcl-chip pcl-example">{esc(q)}</button></li>' for q in EXAMPLES
+    )
+    return f"""<div id="pcl-app" data-config="{config}">
+<div class="pcl-print-head"><p class="pcl-print-title">{TITLE}: questions and quoted answers</p>
+<p class="pcl-print-date"></p><p class="pcl-print-disclaimer">{esc(settings.disclaimer)}</p></div>
+<header class="pcl-header">
+<div class="pcl-title-row"><h1>{TITLE}</h1>
+<div class="pcl-size" role="group" aria-label="Text size">
+<button type="button" id="pcl-smaller" class="pcl-btn pcl-size-btn" aria-label="A− (smaller text)">A−</button>
+<button type="button" id="pcl-larger" class="pcl-btn pcl-size-btn" aria-label="A+ (larger text)">A+</button>
+</div></div>
+<p class="pcl-subtitle">Answers quoted word for word, with their sources, from one HealthTree article on
+relapsed plasma cell leukemia (PCL) and two clinical-trial records.</p>
+<p class="pcl-banner" id="pcl-disclaimer"><strong>Not medical advice.</strong> {esc(settings.disclaimer)}</p>
+</header>
+<section class="pcl-conversation" aria-labelledby="pcl-conversation-h">
+<h2 id="pcl-conversation-h" class="pcl-sr">Conversation</h2>
+<div id="pcl-empty" class="pcl-empty">
+<p class="pcl-empty-lead"><strong>Ask about relapsed plasma cell leukemia, CT0596 or CT071.</strong>
+Type below, or tap an example:</p>
+<ul class="pcl-chips" aria-label="Example questions">{examples}</ul>
+</div>
+<ol id="pcl-log" class="pcl-log"></ol>
+<div id="pcl-conv-tools" class="pcl-conv-tools" hidden>
+<p class="pcl-conv-tools-h" id="pcl-conv-tools-h">Take this conversation to your doctor:</p>
+<div class="pcl-row" role="group" aria-labelledby="pcl-conv-tools-h">
+<button type="button" class="pcl-btn" data-all="copy">Copy all</button>
+<button type="button" class="pcl-btn" data-all="print">Print all</button>
+<button type="button" class="pcl-btn" data-all="share">Share all</button>
+<button type="button" class="pcl-btn pcl-danger" id="pcl-delete">Delete this conversation</button>
+</div></div>
+</section>
+<p class="pcl-privacy">{esc(PRIVACY_NOTE)}</p>
+<div id="pcl-live" class="pcl-sr" role="status" aria-live="polite" aria-atomic="true"></div>
+<button type="button" id="pcl-jump" class="pcl-btn pcl-primary pcl-jump" hidden>New answer below</button>
+<div id="pcl-undo" class="pcl-undo" role="status" hidden>
+<span id="pcl-undo-text">Conversation deleted.</span>
+<button type="button" class="pcl-btn" id="pcl-undo-btn">Undo</button>
+<button type="button" class="pcl-btn" id="pcl-undo-close">Dismiss</button>
+</div>
+<form id="pcl-composer" class="pcl-composer" aria-label="Ask a question" novalidate>
+<div class="pcl-composer-in">
+<label for="pcl-q" class="pcl-q-label">Your question</label>
+<div class="pcl-q-row">
+<textarea id="pcl-q" name="question" rows="1" placeholder="Type your question"
+ autocomplete="off" enterkeyhint="send" aria-describedby="pcl-count pcl-help"></textarea>
+<button type="submit" id="pcl-send" class="pcl-btn pcl-primary">Send</button>
+<button type="button" id="pcl-stop" class="pcl-btn pcl-stop" hidden>Stop</button>
+</div>
+<div class="pcl-q-info"><p id="pcl-help" class="pcl-help">Enter sends; Shift+Enter starts a new line.</p>
+<p id="pcl-count" class="pcl-count" data-limit="{limit}">0 / {limit} characters</p></div>
+</div>
+</form>
+<dialog id="pcl-confirm" class="pcl-dialog" aria-labelledby="pcl-confirm-h" aria-describedby="pcl-confirm-p">
+<h2 id="pcl-confirm-h">Delete this conversation?</h2>
+<p id="pcl-confirm-p">It is removed from this browser. You can undo this right after.</p>
+<div class="pcl-row"><button type="button" class="pcl-btn pcl-danger" id="pcl-confirm-yes">Delete</button>
+<button type="button" class="pcl-btn" id="pcl-confirm-no">Keep it</button></div>
+</dialog>
+</div>"""
+
+
+def build(companion: Companion) -> gr.Blocks:
+    """The chat page. Launch it with `launch_options()` (Gradio 6 takes css, js and theme there)."""
+    settings = companion.settings
+    cb = ChatCallbacks(companion, FeedbackLog(settings.app.feedback_log))
+    with gr.Blocks(title=f"{TITLE}: cited answers on relapsed PCL", fill_width=False) as demo:
+        gr.HTML(shell_html(settings), elem_id="pcl-shell", apply_default_css=False, js_on_load=None)
+        gr.api(
             cb.respond,
-            [question, chatbot, exchanges],
-            outputs,
-            trigger_mode="always_last",
-            **chat_events,
+            api_name="respond",
+            api_visibility="undocumented",
+            concurrency_id=CHAT_CONCURRENCY_ID,
         )
-        chatbot.example_select(cb.respond_example, [chatbot, exchanges], outputs, **chat_events)
-        chatbot.like(cb.rate, [exchanges], [status], api_visibility="private", show_progress="hidden")
-        new_chat.click(_new_chat, None, outputs, queue=False, api_visibility="private")
-        # The chat's own bin icon empties the bubbles; forget the turns too, or follow-ups and
-        # ratings would refer to a conversation the person no longer sees.
-        chatbot.clear(_new_chat, None, outputs, queue=False, api_visibility="private")
+        gr.api(cb.rate, api_name="rate", api_visibility="undocumented", concurrency_limit=None)
         gr.api(cb.api_chat, api_name="chat", concurrency_id=CHAT_CONCURRENCY_ID)
     return demo
 
 
 def launch_options() -> dict[str, Any]:
-    """What `Blocks.launch` needs besides host and port: look, and the hardening switches."""
+    """What `Blocks.launch` needs besides host and port: look, behaviour, the hardening switches."""
     return {
-        "css": CSS,
         "theme": THEME,
         "share": False,
         "show_error": False,  # people see our sentences, never a stack trace
         "ssr_mode": False,  # no Node server
         "mcp_server": False,
         "pwa": False,
-        "footer_links": ["api"],
+        "footer_links": [],  # no "Use via API" for patients; /chat is documented in the README
         "allowed_paths": None,
         "max_file_size": "1kb",  # the page takes no uploads
-        "js": JS_ON_LOAD,
-        "head": HEAD,
+        "js": page_script(),
+        "head": page_head(),
     }
 
 
-# Runs once in the browser. Gradio labels each bubble with its raw content (our HTML) for screen
-# readers; dropping that label lets them read the text itself. And a new question is scrolled to
-# the top of the chat, so a long answer reads from its first sentence, not from its sources.
-JS_ON_LOAD = """
-() => {
-  let asked = 0;
-  const tidy = () => {
-    const chat = document.getElementById("pcl-chat");
-    if (!chat) return;
-    chat.querySelectorAll('[data-testid="user"][aria-label], [data-testid="bot"][aria-label]')
-      .forEach((el) => el.removeAttribute("aria-label"));
-    const questions = chat.querySelectorAll('[data-testid="user"]');
-    if (questions.length > asked) {
-      const log = chat.querySelector('[role="log"]');
-      const last = questions[questions.length - 1];
-      const inner = log && log.scrollHeight > log.clientHeight + 1;
-      if (inner) {  // desktop: the chat scrolls inside its box
-        log.scrollTop += last.getBoundingClientRect().top - log.getBoundingClientRect().top - 8;
-      } else if (last) {  // phone: the page itself scrolls
-        window.scrollBy(0, last.getBoundingClientRect().top - 8);
-      }
-    }
-    asked = questions.length;
-  };
-  new MutationObserver(tidy).observe(document.body, {
-    subtree: true, childList: true, attributes: true, attributeFilter: ["aria-label"],
-  });
-  document.documentElement.dataset.pclReady = "1";  // the app is wired up (tests wait for it)
-}
-"""
+def page_script() -> str:
+    """static/chat.js as the function Gradio runs once the page has loaded."""
+    return "() => {\n" + _static("chat.js") + "\n}"
 
-# Gradio scopes `css` to the app's content box; the page frame around it needs a plain <style>.
-HEAD = """<style>
-@media (max-width: 640px) {
-  .gradio-container .main.app { padding-left: 8px !important; padding-right: 8px !important; }
-}
-</style>"""
+
+def page_head() -> str:
+    """static/chat.css, unscoped (Gradio scopes `css`; the page frame needs plain rules)."""
+    return f"<style>\n{_static('chat.css')}\n</style>"
+
 
 THEME = gr.themes.Default(
     primary_hue="blue",
@@ -289,82 +349,8 @@ THEME = gr.themes.Default(
 ).set(
     body_text_color="#1f2937",
     body_text_color_subdued="#4b5563",
-    # White on the default blue is under 4.5:1; these darker blues pass WCAG AA.
     button_primary_background_fill="#1d4ed8",
     button_primary_background_fill_hover="#1e40af",
     button_primary_text_color="#ffffff",
     input_placeholder_color="#6b7280",
 )
-
-CSS = """
-.gradio-container { max-width: 860px !important; margin: 0 auto !important; }
-.pcl-header h1 { font-size: 1.75rem; margin: 0.25rem 0; }
-.pcl-subtitle { margin: 0 0 0.5rem; }
-.pcl-banner { margin: 0; padding: 0.6rem 0.8rem; border-left: 4px solid #1d4ed8;
-  background: #eff6ff; color: #1e3a8a; border-radius: 6px; }
-.pcl-privacy { color: var(--body-text-color-subdued); margin: 0; }
-.pcl-banner, .pcl-privacy, .pcl-subtitle, #pcl-chat .prose, #pcl-question textarea { font-size: 1rem !important; }
-.pcl-status { color: var(--body-text-color); font-weight: 600; margin: 0; }
-.pcl-status:empty { display: none; }
-button, #pcl-send, #pcl-new-chat, #pcl-question textarea { min-height: 44px; }
-#pcl-chat .placeholder { padding: 0.75rem 0.75rem 0; }
-#pcl-chat .placeholder p, #pcl-chat button.example, #pcl-chat button.example * {
-  font-size: 1rem !important; color: var(--body-text-color) !important; }
-#pcl-chat .message-buttons button, #pcl-chat .message-buttons button * { color: var(--body-text-color) !important; }
-#pcl-chat button.example { border-color: #64748b !important; }
-#pcl-chat button { min-width: 44px; min-height: 44px; }
-.pcl-reply p { margin: 0 0 0.6rem; }
-.pcl-reply ul { margin: 0 0 0.6rem 1.2rem; }
-.pcl-cite { color: var(--link-text-color); font-weight: 700; white-space: nowrap; }
-.pcl-pending { color: var(--body-text-color-subdued); font-style: italic; }
-.pcl-emergency { border: 3px solid #b91c1c; background: #fef2f2; color: #450a0a; border-radius: 8px;
-  padding: 0.75rem; }
-.pcl-emergency .pcl-disclaimer { color: #450a0a; border-top-color: #fca5a5; }
-.pcl-calls { display: flex; flex-wrap: wrap; gap: 0.5rem; }
-.pcl-call { display: inline-flex; align-items: center; min-height: 44px; padding: 0 1rem; border-radius: 8px;
-  background: #b91c1c; color: #ffffff !important; font-weight: 700; text-decoration: none; }
-.pcl-alert-label { font-weight: 700; color: #991b1b; text-transform: uppercase; letter-spacing: 0.03em; }
-.pcl-kind-medical_advice > p:first-child { border-left: 4px solid #b45309; padding-left: 0.6rem; }
-.pcl-sources { margin: 0.4rem 0 0.6rem; border: 1px solid #94a3b8; border-radius: 6px;
-  background: #f8fafc; color: #1f2937; }
-.pcl-sources summary { cursor: pointer; padding: 0.6rem 0.75rem; min-height: 44px; box-sizing: border-box;
-  font-weight: 700; color: #1e3a8a; }
-.pcl-hint { font-weight: 400; color: #374151; }
-.pcl-source-list { list-style: none; margin: 0; padding: 0 0.75rem 0.5rem; }
-.pcl-source { margin: 0 0 0.75rem; }
-.pcl-source-head { margin: 0.25rem 0; }
-.pcl-source .pcl-cite { color: #1d4ed8; }
-.pcl-section { color: #374151; }
-.pcl-passage { margin: 0.25rem 0; padding: 0.4rem 0.6rem; border-left: 3px solid #64748b; color: #1f2937;
-  background: #fff; }
-.pcl-passage mark { background: #fde68a; color: #111827; padding: 0 0.1em; }
-.pcl-passage a, .pcl-link a { color: #1d4ed8; text-decoration: underline; }
-.pcl-link { margin: 0.25rem 0 0; }
-.pcl-link a { display: inline-block; padding: 0.6rem 0; }
-.pcl-new-tab { color: #374151; }
-.pcl-disclaimer { color: var(--body-text-color-subdued); margin: 0.5rem 0 0 !important;
-  padding-top: 0.4rem; border-top: 1px solid var(--border-color-primary); }
-/* Boxes with their own light background keep dark text in the browser's dark mode too. */
-.pcl-banner, .pcl-banner * { color: #1e3a8a !important; }
-.pcl-banner strong { color: #111827 !important; }
-.pcl-emergency, .pcl-emergency *:not(.pcl-call) { color: #450a0a !important; }
-.pcl-emergency .pcl-alert-label, .pcl-emergency .pcl-alert-label * { color: #991b1b !important; }
-.pcl-sources, .pcl-sources * { color: #1f2937 !important; }
-.pcl-sources summary { color: #1e3a8a !important; }
-.pcl-sources .pcl-hint, .pcl-sources .pcl-section, .pcl-sources .pcl-new-tab { color: #374151 !important; }
-.pcl-sources .pcl-cite, .pcl-sources a, .pcl-sources a * { color: #1d4ed8 !important; }
-.pcl-sources .pcl-passage { background: #ffffff !important; }
-.pcl-sources mark, .pcl-sources mark * { background: #fde68a !important; color: #111827 !important; }
-.pcl-reply, .pcl-user, .pcl-passage { overflow-wrap: anywhere; }
-@media (max-width: 640px) {
-  #pcl-chat .message-row { padding-left: 4px !important; padding-right: 4px !important; }
-  body, .gradio-container, .pcl-reply, .pcl-user, textarea, input, button, summary, .prose { font-size: 16px !important; }
-  .pcl-header h1 { font-size: 1.4rem; }
-  #pcl-chat .message { padding: 8px !important; }
-  /* One scrolling area on a phone: the chat grows with the page, the question box stays in reach. */
-  #pcl-chat { height: auto !important; max-height: none !important; }
-  #pcl-chat [role="log"] { height: auto !important; overflow: visible !important; }
-  #pcl-ask { position: sticky; bottom: 0; z-index: 5; background: var(--background-fill-primary);
-    padding: 6px 8px; margin: 0 -8px; box-shadow: 0 -2px 6px rgba(15, 23, 42, 0.12); }
-}
-"""
