@@ -215,9 +215,18 @@ class Settings:
 
     @property
     def disclaimer(self) -> str:
+        """The full disclaimer (the page shows it once, at the top)."""
+        return self.disclaimer_for("answer")
+
+    def disclaimer_for(self, kind: str) -> str:
+        """Every reply carries one, worded for what it holds: only quoting replies cite anything."""
+        what = (
+            "General information from the cited article and trial records"
+            if kind in ("answer", "medical_advice")
+            else "General information"
+        )
         return (
-            "General information from the cited article and trial records, not medical advice. "
-            "Talk to your care team about your own situation. "
+            f"{what}, not medical advice. Talk to your care team about your own situation. "
             f"In an emergency, call {self.safety.emergency_number}."
         )
 

@@ -85,7 +85,7 @@ def score_case(
     grounding = metrics.check_grounding(reply, corpus, settings)
     cites = metrics.check_citations(case.facts, reply, corpus)
     rank = metrics.retrieval_rank(case, reply) if case.sections else "n/a"
-    disclaimer_ok = bool(reply.disclaimer) and reply.disclaimer == settings.disclaimer
+    disclaimer_ok = bool(reply.disclaimer) and reply.disclaimer == settings.disclaimer_for(reply.kind)
     verdict = {
         "kind_ok": kind_ok,
         "facts_total": len(case.facts),

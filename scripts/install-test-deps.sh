@@ -4,9 +4,7 @@
 set -euo pipefail
 if [ -x /usr/bin/chromium ]; then
   echo "Chromium for the browser tests: $(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium) (already installed)"
-  exit 0
-fi
-if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+elif command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
   echo "Chromium for the browser tests: installing Debian's 'chromium' package with apt-get (about a minute)"
   started=$(date +%s)
   log=$(mktemp)
@@ -25,4 +23,16 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
 else
   echo "Chromium is missing: install Debian's 'chromium' package (sudo apt-get install -y chromium)" >&2
   echo "or the browser tests will be skipped outside CI (on CI, CI=true, they fail)." >&2
+fi
+
+# axe-core for the accessibility checks, from npm into a git-ignored folder (never a CDN).
+AXE_DIR="${PCL_AXE_DIR:-.venv/axe}"
+AXE_VERSION="4.14.1"
+if [ -f "$AXE_DIR/node_modules/axe-core/axe.min.js" ]; then
+  echo "axe-core for the accessibility checks: $AXE_DIR (already installed)"
+elif command -v npm >/dev/null 2>&1; then
+  echo "axe-core for the accessibility checks: installing axe-core@$AXE_VERSION from npm into $AXE_DIR"
+  npm install --prefix "$AXE_DIR" --no-audit --no-fund --silent "axe-core@$AXE_VERSION" >/dev/null
+else
+  echo "npm is missing: the accessibility checks need it once to install axe-core (apt-get install npm)" >&2
 fi

@@ -207,7 +207,7 @@ def last_json_line(stdout: str) -> dict:
 def assert_reply_is_safe(reply, settings: Settings) -> None:
     """What every reply must hold, whatever the input: a known kind and the disclaimer."""
     assert reply.kind in VALID_KINDS, reply.kind
-    assert reply.disclaimer == settings.disclaimer
+    assert reply.disclaimer == settings.disclaimer_for(reply.kind)
     assert reply.answer.strip()
     markers = {int(n) for n in re.findall(r"\[(\d+)\]", reply.answer)}
     assert markers <= {c.n for c in reply.citations}, (markers, reply.citations)
@@ -351,7 +351,12 @@ def assert_inert(markup: str) -> None:
         assert not any(a.startswith("on") or a in {"src", "srcset", "style"} for a in attrs), (tag, attrs)
         if "href" in attrs:
             href = attrs["href"]
-            assert href.startswith(("https://", "http://")) or re.fullmatch(r"tel:\d{3,15}", href), attrs
+            in_page = href.startswith("#") and f'id="{href[1:]}"' in markup
+            assert (
+                href.startswith(("https://", "http://"))
+                or re.fullmatch(r"(tel|sms):\d{3,15}", href)
+                or in_page
+            ), attrs
 
 
 # ---------------------------------------------------------------- the app, guarded against leaks
@@ -586,66 +591,6 @@ def loopback_only(strace_line: str) -> bool:
 
 
 # ---------------------------------------------------------------- the page's own protocol
-
-
-class PageSession:
-    """One browser tab, speaking the page's queue protocol (what the Gradio front end sends).
-
-    `/chat` is the public API; the page itself calls private events (send, thumbs). Load and
-    feedback tests need those too: a rating can only refer to an answer shown in that session.
-    """
-
-    def __init__(self, url: str, client, config: dict) -> None:
-        import uuid
-
-        self.url, self.client = url, client
-        self.session = uuid.uuid4().hex[:12]
-        deps = {d.get("api_name"): d for d in config["dependencies"]}
-        self.respond, self.rate_dep = deps["respond"], deps["rate"]
-        self.chat: list[dict] = []
-
-    def _run(self, dep: dict, data: list, event_data=None) -> dict:
-        """Join the queue and read the event stream until this event completes."""
-        body = {
-            "data": data,
-            "event_data": event_data,
-            "fn_index": dep["id"],
-            "trigger_id": dep["targets"][0][0],
-            "session_hash": self.session,
-        }
-        joined = self.client.post(  # ASCII-escaped JSON, as a browser sends it (lone surrogates too)
-            self.url + "gradio_api/queue/join",
-            content=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        if joined.status_code != 200:
-            return {"msg": "rejected", "status": joined.status_code, "text": joined.text}
-        event_id = joined.json()["event_id"]
-        last: dict = {}
-        params = {"session_hash": self.session}
-        with self.client.stream("GET", self.url + "gradio_api/queue/data", params=params) as stream:
-            for line in stream.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                msg = json.loads(line[5:])
-                if msg.get("event_id") not in (None, event_id):
-                    continue
-                last = msg
-                if msg.get("msg") in ("process_completed", "queue_full", "unexpected_error"):
-                    break
-        return last
-
-    def ask(self, question: str) -> dict:
-        done = self._run(self.respond, [question, self.chat, None])
-        if done.get("msg") == "process_completed" and done.get("success"):
-            self.chat = done["output"]["data"][1]
-        return done
-
-    def bubbles(self) -> list[str]:
-        return [part["text"] for m in self.chat for part in m["content"] if part.get("type") == "text"]
-
-    def rate_last(self, liked: bool = True) -> dict:
-        return self._run(self.rate_dep, [None], {"index": len(self.chat) - 1, "value": None, "liked": liked})
 
 
 TRACE_MARKERS = ("Traceback", 'File "', "site-packages", str(REPO_ROOT), "/tmp/", "Error:")

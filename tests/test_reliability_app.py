@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from reliability_fixtures import TRACE_MARKERS, PageSession, assert_inert, guarded_app
 from test_reliability_input_fuzz import HOSTILE, messages
 
+from bot.interfaces import render
 from bot.settings import Settings
 
 DISCLAIMER = Settings().disclaimer
@@ -105,7 +106,7 @@ def test_page_bubbles_are_inert(page, message):
     for bubble in bubbles:
         assert_inert(bubble)
         assert 'href="https://evil.example' not in bubble
-    assert DISCLAIMER in bubbles[1]
+    assert render.note(tab.turns[-1]["payload"]["kind"]) in bubbles[1]
 
 
 def test_app_is_still_healthy(app, client):

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from reliability_fixtures import TRACE_MARKERS, PageSession, guarded_app
 
+from bot.interfaces import render
 from bot.settings import REPO_ROOT, Settings
 
 CLIENTS = int(os.environ.get("PCL_LOAD_CLIENTS", "32"))
@@ -91,7 +92,7 @@ def _page_question_and_rating(
     if not (done.get("msg") == "process_completed" and done.get("success")):
         return tally.add("failed", 0.0, f"page ask: {done}")
     bubbles = tab.bubbles()
-    if not (len(bubbles) == 2 and DISCLAIMER in bubbles[1]):
+    if not (len(bubbles) == 2 and render.note(tab.turns[-1]["payload"]["kind"]) in bubbles[1]):
         return tally.add("failed", 0.0, f"page bubbles: {bubbles}")
     tally.add("ok", time.perf_counter() - started)
     try:

@@ -28,8 +28,6 @@ from reliability_fixtures import (
     run_python,
 )
 
-from bot.settings import Settings
-
 MARKER = f"zq{uuid.uuid4().hex[:10]}"  # a word no source contains, to find user text in logs
 
 
@@ -91,7 +89,7 @@ for attempt in (
 
 def test_the_app_opens_no_outbound_connection(app, traffic):
     assert traffic["asked"].get("success") and traffic["rated"].get("success")
-    assert all(a.rstrip().endswith(Settings().disclaimer) for a in traffic["answers"])
+    assert all("not medical advice. Talk to your care team" in a for a in traffic["answers"])
     refused = app.refused()
     assert refused == [], "\n\n".join(f"{r['what']} {r['target']}\n{r['stack']}" for r in refused)
     if app.strace_log:

@@ -53,7 +53,7 @@ class Policy:
                 parts=tuple(parts),
                 kind=kind,
                 citations=tuple(citations),
-                disclaimer=s.disclaimer,
+                disclaimer=s.disclaimer_for(kind),
                 latency_ms=(time.perf_counter() - started) * 1000.0,
                 reason=reason,
                 timings_ms=q.timings,

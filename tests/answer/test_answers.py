@@ -249,7 +249,7 @@ def test_invalid_input(companion, question, kind):
 def test_injection_attempts_change_nothing(companion, question):
     reply = companion.ask(question)
     assert reply.kind in ("out_of_scope", "medical_advice")
-    assert reply.disclaimer == companion.settings.disclaimer
+    assert reply.disclaimer == companion.settings.disclaimer_for(reply.kind)
     assert "approved" not in reply.answer.lower() or "not approved" in reply.answer.lower()
 
 
@@ -280,7 +280,7 @@ def test_every_kind_carries_the_disclaimer(companion):
     for kind, q in samples.items():
         reply = companion.ask(q)
         assert reply.kind == kind and reply.kind in KINDS
-        assert reply.disclaimer == companion.settings.disclaimer
+        assert reply.disclaimer == companion.settings.disclaimer_for(reply.kind)
         assert "not medical advice" in reply.to_text() and "911" in reply.to_text()
 
 

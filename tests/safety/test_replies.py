@@ -94,4 +94,8 @@ def test_risk_said_earlier_carries_into_the_follow_up(companion):
 
 def test_every_reply_carries_the_disclaimer(companion, settings):
     for message in (SELF_HARM[0], SYMPTOMS[0], "What is CT0596?", "I feel so alone"):
-        assert companion.ask(message).disclaimer == settings.disclaimer
+        reply = companion.ask(message)
+        assert (
+            reply.disclaimer == settings.disclaimer_for(reply.kind)
+            and "not medical advice" in reply.disclaimer
+        )
