@@ -26,7 +26,7 @@ import bot  # noqa: F401  (offline defaults before any other library import)
 from bot.settings import REPO_ROOT, Settings
 
 CORPUS = REPO_ROOT / "corpus"
-VALID_KINDS = {"answer", "not_found", "out_of_scope", "medical_advice", "emergency", "invalid"}
+VALID_KINDS = {"answer", "not_found", "out_of_scope", "medical_advice", "emergency", "invalid", "support"}
 
 
 # ---------------------------------------------------------------- corpora
