@@ -144,7 +144,7 @@ class Companion:
             return None
         from bot.answer.generate import Generate
 
-        return Generate(s.llm, self.embedder)
+        return Generate(s.llm, self.embedder, max_sentences=s.answer.max_sentences)
 
     def retriever(self) -> HybridRetriever:
         r = self.settings.retrieval

@@ -149,9 +149,9 @@ class LLMSettings:
     api_key: str = field(default="", repr=False)
     gguf: str = ""
     temperature: float = 0.0
-    max_tokens: int = 160  # new tokens per answer
+    max_tokens: int = 120  # new tokens per answer
     timeout: float = 60.0  # seconds an endpoint may take before the extractive answer is given
-    passages: int = 4  # numbered passages in the prompt: the composer's cited ones, then top hits
+    passages: int = 3  # numbered passages in the prompt: the composer's cited ones, then top hits
     min_similarity: float = 0.45  # cosine of a sentence and the passage it cites (dev split)
     min_kept: float = 0.5  # share of the generated sentences that must pass, or extractive
 

@@ -38,7 +38,7 @@ from bot.store.embed import Embedder
 log = logging.getLogger(__name__)
 
 GENERATED_KINDS = ("answer", "medical_advice")
-MAX_DRAFTS = 6  # sentences judged per answer; the stream is closed after that
+MAX_DRAFTS = 5  # sentences judged per answer; the stream is closed after that
 
 # A sentence ends at . ! or ? (then any [n] markers) before white space, or at a line break.
 _END = re.compile(r"[.!?](?:\s*\[\s*\d{1,2}(?:\s*[,;]\s*\d{1,2})*\s*\])*(?=\s)|\n")
@@ -91,17 +91,54 @@ class _Prompt:
     lead: int  # the passage the ranker put first (the composer's [1])
 
 
+def build_prompt(q: Query, reply: Reply, n_passages: int, embedder: Embedder) -> _Prompt:
+    """The numbered passages: the composer's cited ones first (so [1] stays the ranker's best),
+    then the best remaining retrieved ones; planted sentences are left out of every one."""
+    hits = [c.hit for c in q.chosen] + list(q.hits)
+    by_text = {h.chunk.page_content: h.chunk for h in hits}
+    ordered: list[Document] = []
+    seen: set[str] = set()
+    for text in [c.passage for c in reply.citations] + [h.chunk.page_content for h in q.hits]:
+        if len(ordered) >= max(n_passages, len(reply.citations)):
+            break
+        if text in by_text and text not in seen:
+            seen.add(text)
+            ordered.append(by_text[text])
+    texts: list[str] = []
+    spans: list[tuple[int, int, int]] = []  # per passage: row of the whole text, first and end row
+    sentences_of: list[list[str]] = []
+    for chunk in ordered:
+        sentences = [u.text.strip() for u in units_of(chunk) if u.text.strip() and not looks_planted(u.text)]
+        sentences_of.append(sentences)
+        whole = len(texts)
+        texts.append(" ".join(sentences))
+        texts.extend(sentences)
+        spans.append((whole, whole + 1, len(texts)))
+    vecs = embedder.embed_many(texts)
+    passages = [
+        Passage(n, tuple(sentences), vecs[whole], vecs[a:b], key=chunk.metadata.get("id", ""))
+        for n, (chunk, sentences, (whole, a, b)) in enumerate(
+            zip(ordered, sentences_of, spans, strict=True), start=1
+        )
+    ]
+    return _Prompt(passages, dict(enumerate(ordered, start=1)), lead=1)
+
+
 class Generate:
     """The optional stage: `stream(q, reply, started)` yields tokens, checked sentences, the reply."""
 
-    def __init__(self, settings: LLMSettings, embedder: Embedder, chat_model=None) -> None:
-        """`chat_model`: any LangChain chat model; by default the configured one is loaded."""
+    def __init__(
+        self, settings: LLMSettings, embedder: Embedder, chat_model=None, max_sentences: int = 3
+    ) -> None:
+        """`chat_model`: any LangChain chat model; by default the configured one is loaded.
+        `max_sentences` (`PCL_MAX_SENTENCES`): the stream is closed once that many are kept."""
         if chat_model is None:
             from bot.llm.models import load_chat_model
 
             chat_model = load_chat_model(settings)
         self.settings = settings
         self.embedder = embedder
+        self.max_sentences = max_sentences
         self.chain = build_chain(chat_model)
         # One in-process model computes one answer at a time (an endpoint handles its own queue).
         self._lock = threading.Lock() if not settings.base_url else None
@@ -124,7 +161,7 @@ class Generate:
         prompt = self._prompt(q, reply)
         guard = GroundingGuard(prompt.passages, self.embedder.embed, self.settings.min_similarity)
         inputs = {
-            "passages": number_passages([(p.n, p.text) for p in prompt.passages]),
+            "passages": number_passages([(p.n, list(p.sentences)) for p in prompt.passages]),
             "question": q.resolved or q.cleaned or q.raw,
         }
         numbers: dict[int, int] = {}  # prompt passage number -> this reply's citation number
@@ -161,7 +198,11 @@ class Generate:
                     for sentence in splitter.feed(piece):
                         yield judge(sentence)
                     pieces += 1
-                    if len(verdicts) >= MAX_DRAFTS or pieces > self.settings.max_tokens:
+                    if (
+                        len(verdicts) >= MAX_DRAFTS
+                        or len(kept) >= self.max_sentences
+                        or pieces > self.settings.max_tokens
+                    ):
                         break
                 else:
                     for sentence in splitter.close():
@@ -203,42 +244,7 @@ class Generate:
         return any(lead in v.ns for _, v in kept)
 
     def _prompt(self, q: Query, reply: Reply) -> _Prompt:
-        """The composer's cited passages first (so [1] stays the ranker's best), then the best
-        remaining retrieved passages; planted sentences are left out of every one."""
-        hits = [c.hit for c in q.chosen] + list(q.hits)
-        by_text = {h.chunk.page_content: h.chunk for h in hits}
-        ordered: list[Document] = []
-        for c in reply.citations:
-            chunk = by_text.get(c.passage)
-            if chunk is not None and chunk not in ordered:
-                ordered.append(chunk)
-        for h in q.hits:
-            if len(ordered) >= max(self.settings.passages, len(reply.citations)):
-                break
-            if h.chunk not in ordered:
-                ordered.append(h.chunk)
-        texts, owners = [], []
-        kept_units: list[tuple[int, list[str]]] = []
-        for n, chunk in enumerate(ordered, start=1):
-            sentences = [
-                u.text.strip() for u in units_of(chunk) if u.text.strip() and not looks_planted(u.text)
-            ]
-            kept_units.append((n, sentences))
-            texts.append(" ".join(sentences))
-            owners.append(n)
-            texts.extend(sentences)
-            owners.extend([-n] * len(sentences))
-        vecs = self.embedder.embed_many(texts)
-        passages = []
-        for n, sentences in kept_units:
-            rows = [i for i, o in enumerate(owners) if o == -n]
-            whole = owners.index(n)
-            passages.append(
-                Passage(
-                    n, tuple(sentences), vecs[whole], vecs[rows], key=ordered[n - 1].metadata.get("id", "")
-                )
-            )
-        return _Prompt(passages, dict(enumerate(ordered, start=1)), lead=1)
+        return build_prompt(q, reply, self.settings.passages, self.embedder)
 
     @staticmethod
     def _citations(prompt: _Prompt, numbers: dict[int, int], kept: list[tuple[Generated, Verdict]]):

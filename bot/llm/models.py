@@ -3,9 +3,11 @@
 - `PCL_LLM_BASE_URL` (+ `PCL_LLM_MODEL`, `PCL_LLM_API_KEY`): any OpenAI-compatible endpoint
   (Ollama, llama.cpp's server, vLLM, a hosted API) through `langchain-openai`'s `ChatOpenAI`.
 - `PCL_LLM_GGUF=/path/model.gguf`: a small model run in this process. transformers reads the GGUF
-  file (the `gguf` package de-quantizes it to float32 torch weights), a transformers
-  text-generation pipeline runs it on the CPU, and langchain-huggingface's `ChatHuggingFace` over
-  a `HuggingFacePipeline` makes it a chat model (the GGUF file's own chat template).
+  file (the `gguf` package de-quantizes it to float32 torch weights) and `bot.llm.local`'s
+  `LocalChatModel`, a small LangChain `BaseChatModel`, runs it on the CPU with the file's own chat
+  template. (langchain-huggingface's `ChatHuggingFace` over a `HuggingFacePipeline` works too,
+  but its stream cannot be stopped: generation runs on to `max_new_tokens` after the reader has
+  what it needs, which on a CPU costs seconds per answer.)
 
 The LLM libraries are imported here, inside the functions, and this module only when an LLM is
 configured. Nothing is downloaded: a GGUF model is a local file, an endpoint is what you name.
@@ -76,14 +78,15 @@ def endpoint_chat_model(s: LLMSettings):
 def gguf_chat_model(s: LLMSettings):
     try:
         import torch
-        from langchain_huggingface import ChatHuggingFace, HuggingFacePipeline
-        from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+        from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ConfigError('PCL_LLM_GGUF needs the llm extra: pip install -e ".[llm]" (gguf).') from exc
     try:
         import gguf  # noqa: F401  (transformers reads GGUF files through it)
     except ImportError as exc:
         raise ConfigError('PCL_LLM_GGUF needs the llm extra: pip install -e ".[llm]" (gguf).') from exc
+    from bot.llm.local import LocalChatModel
+
     path = Path(s.gguf)
     started = time.perf_counter()
     folder, name = str(path.parent), path.name
@@ -92,18 +95,14 @@ def gguf_chat_model(s: LLMSettings):
         folder, gguf_file=name, local_files_only=True, dtype=torch.float32
     )
     model.eval()
-    sample = s.temperature > 0
-    gen = pipeline(
-        "text-generation",
+    if tokenizer.chat_template is None:
+        raise ConfigError(f"PCL_LLM_GGUF={s.gguf!r} has no chat template: use an instruction-tuned model.")
+    chat = LocalChatModel(
         model=model,
         tokenizer=tokenizer,
-        device="cpu",
+        model_name=name,
         max_new_tokens=s.max_tokens,
-        do_sample=sample,
-        **({"temperature": s.temperature} if sample else {"temperature": None, "top_p": None, "top_k": None}),
-        return_full_text=False,
+        temperature=s.temperature,
     )
-    llm = HuggingFacePipeline(pipeline=gen, model_id=name)
-    chat = ChatHuggingFace(llm=llm, tokenizer=tokenizer, model_id=name)
     log.info("Loaded %s in %.1f s", name, time.perf_counter() - started)
     return chat
