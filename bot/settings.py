@@ -152,7 +152,7 @@ class LLMSettings:
     max_tokens: int = 120  # new tokens per answer
     timeout: float = 60.0  # seconds an endpoint may take before the extractive answer is given
     passages: int = 3  # numbered passages in the prompt: the composer's cited ones, then top hits
-    min_similarity: float = 0.45  # cosine of a sentence and the passage it cites (dev split)
+    min_similarity: float = 0.62  # cosine of a sentence and the passage it cites (dev split)
     min_kept: float = 0.5  # share of the generated sentences that must pass, or extractive
 
     @property
