@@ -138,7 +138,11 @@ def test_settings_read_the_llm_variables(tmp_path):
     s = Settings.from_env({"PCL_LLM_GGUF": str(gguf), "PCL_LLM_MIN_SIMILARITY": "0.5"}).llm
     assert s.enabled and s.gguf == str(gguf) and s.min_similarity == 0.5
     e = Settings.from_env(
-        {"PCL_LLM_BASE_URL": "http://127.0.0.1:11434/v1", "PCL_LLM_MODEL": "m", "PCL_LLM_API_KEY": "sk-secret-123"}
+        {
+            "PCL_LLM_BASE_URL": "http://127.0.0.1:11434/v1",
+            "PCL_LLM_MODEL": "m",
+            "PCL_LLM_API_KEY": "sk-secret-123",
+        }
     )
     assert e.llm.enabled and "sk-secret-123" not in repr(e)
     for bad in (
