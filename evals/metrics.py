@@ -6,7 +6,11 @@ Every check works on the typed Reply, never on rendered text a person sees:
 - groundedness: each claim of the answer (the text before a `[n]` marker, minus our own framing)
   must be word for word in the quote of a citation it marks AND in the corpus section that
   citation names; replies in the bot's own voice must be exactly one of the fixed texts of
-  `bot/messages.py`. Anything else, a sentence with no marker included, is ungrounded;
+  `bot/messages.py`. Anything else, a sentence with no marker included, is ungrounded. A sentence
+  an LLM wrote (`Generated`, only with an LLM configured) is grounded when it marks only
+  citations of the reply, its numbers, codes and names and any negation are in their quotes,
+  and at least half of its content words are (`_generated_grounded`: its own rule, independent
+  of the bot's grounding guard);
 - citation precision: a required fact found in the answer counts as supported only if the claim
   holding it marks a citation whose quote contains that fact;
 - retrieval: rank of the first expected section among `reply.retrieved` (recall@k, MRR).
@@ -15,11 +19,12 @@ Every check works on the typed Reply, never on rendered text a person sees:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bot.answer import notices
-from bot.reply import KINDS, Quote, Reply, plain_text, quote_text
+from bot.reply import KINDS, Generated, Quote, Reply, plain_text, quote_text
 from bot.safety import replies
 from bot.settings import Settings
 from evals.dataset import Case, Corpus, Fact
@@ -37,11 +42,18 @@ class Claim:
     text: str  # the source words
     author: str  # who the framing attributes it to ("" when unframed)
     markers: tuple[int, ...]
+    generated: bool = False  # written by an LLM: checked by `_generated_grounded`
 
 
 def claims(reply: Reply) -> list[Claim]:
     out = []
-    for q in reply.quotes:
+    for p in reply.parts:
+        if isinstance(p, Generated):
+            out.append(Claim(p.text, p.text, "", p.ns, generated=True))
+            continue
+        if not isinstance(p, Quote):
+            continue
+        q = p
         author = ""
         if q.speaker:
             who = q.speaker.removeprefix("The author").strip(" ,")
@@ -99,11 +111,11 @@ class Grounding:
 
 def check_grounding(reply: Reply, corpus: Corpus, settings: Settings) -> Grounding:
     g = Grounding()
-    own = [p for p in reply.parts if not isinstance(p, Quote)]
+    own = [p for p in reply.parts if not isinstance(p, Quote | Generated)]
     allowed = allowed_notices(reply, settings)
     if reply.kind not in QUOTING_KINDS:
         g.units = 1
-        if own and all(p in allowed for p in own) and not reply.quotes and not reply.citations:
+        if own and all(p in allowed for p in own) and not claims(reply) and not reply.citations:
             g.grounded = 1
         else:
             g.problems.append(f"{reply.kind} reply is not made of its fixed texts only")
@@ -150,6 +162,8 @@ def _claim_grounded(claim: Claim, by_n: dict, corpus: Corpus) -> bool:
     text = normalize(claim.text)
     if not text:
         return False
+    if claim.generated:
+        return _generated_grounded(claim, by_n)
     for n in claim.markers:
         c = by_n.get(n)
         if c is None:
@@ -158,6 +172,70 @@ def _claim_grounded(claim: Claim, by_n: dict, corpus: Corpus) -> bool:
         if text in normalize(c.quote) and text in section:
             return True
     return False
+
+
+_NEGATION = re.compile(r"\b(not|no|never|none|neither|nor|without|cannot|unable|lacks?|absent|free)\b|n't\b")
+_STOP = set(
+    [
+        "the",
+        "and",
+        "for",
+        "with",
+        "from",
+        "that",
+        "this",
+        "these",
+        "those",
+        "was",
+        "were",
+        "are",
+        "has",
+        "have",
+        "had",
+        "its",
+        "their",
+        "they",
+        "which",
+        "who",
+        "also",
+        "been",
+        "can",
+        "may",
+        "will",
+        "would",
+        "should",
+        "than",
+        "then",
+        "into",
+        "such",
+        "each",
+        "both",
+    ]
+)
+
+
+def _generated_grounded(claim: Claim, by_n: dict) -> bool:
+    """A sentence an LLM wrote: every citation it marks exists; its numbers, codes and
+    capitalized terms and any negation are in those citations' quotes; at least half of its
+    content words (compared by their first five letters) are too."""
+    cited = [by_n[n] for n in claim.markers if n in by_n]
+    if not cited or len(cited) != len(claim.markers):
+        return False
+    quote = normalize(" ".join(c.quote for c in cited))
+    text = normalize(claim.text)
+    for num in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", text):
+        if not re.search(rf"(?<![\w.]){re.escape(num)}(?![\d])", quote):
+            return False
+    for term in re.findall(r"\b[A-Za-z]*[A-Z0-9][A-Za-z0-9-]*[A-Z0-9]\b", claim.text):
+        if re.search(r"[A-Z]{2}|\d", term) and normalize(term) not in quote:
+            return False
+    if _NEGATION.search(text) and not _NEGATION.search(quote):
+        return False
+    words = [w for w in re.findall(r"[a-z][a-z0-9-]{2,}", text) if w not in _STOP]
+    if not words:
+        return False
+    stems = {w[:5] for w in re.findall(r"[a-z][a-z0-9-]{2,}", quote)}
+    return sum(w[:5] in stems for w in words) / len(words) >= 0.5
 
 
 @dataclass
@@ -296,6 +374,27 @@ def aggregate(results: Iterable[dict]) -> dict:
         "paraphrase_consistency": paraphrase_consistency(rs),
         "latency_p50_ms": percentile(lat, 0.50),
         "latency_p95_ms": percentile(lat, 0.95),
+    } | generation(rs)
+
+
+# Answers from an LLM (`python -m evals --llm`): None when no reply was generated.
+GENERATION = ("generated_share", "fallback_rate", "drop_rate", "first_token_p50_ms", "first_token_p95_ms")
+
+
+def generation(results: list[dict]) -> dict:
+    """Of the replies the LLM drafted (answer and medical_advice with at least one sentence):
+    the share kept as generated, the share that fell back to extractive, the share of drafted
+    sentences the grounding guard dropped, and the model's time to first token."""
+    replies = [r["reply"] for r in results]
+    drafted = [r for r in replies if r.get("drafted")]
+    ttft = [r["timings_ms"]["first_token"] for r in replies if "first_token" in (r.get("timings_ms") or {})]
+    generated = sum(r.get("mode") == "generated" for r in drafted)
+    return {
+        "generated_share": _ratio(generated, len(drafted)),
+        "fallback_rate": _ratio(len(drafted) - generated, len(drafted)),
+        "drop_rate": _ratio(sum(r.get("dropped", 0) for r in drafted), sum(r["drafted"] for r in drafted)),
+        "first_token_p50_ms": percentile(ttft, 0.50),
+        "first_token_p95_ms": percentile(ttft, 0.95),
     }
 
 

@@ -12,7 +12,7 @@ from bot.safety.policy import PRECEDENCE
 from bot.settings import REPO_ROOT
 from evals import configs, safety
 from evals.dataset import SPLITS, Dataset
-from evals.metrics import HEADLINE, confusion
+from evals.metrics import GENERATION, HEADLINE, confusion
 from evals.runner import Run
 
 REPORTS_DIR = Path(__file__).with_name("reports")
@@ -118,7 +118,7 @@ def results_json(run: Run, dataset: Dataset, gate_results: list[dict], safety_re
 
 def _side_by_side(overall: dict) -> list[list[str]]:
     rows = []
-    for key in HEADLINE:
+    for key in (*HEADLINE, *GENERATION):  # GENERATION: only with --llm
         d, t = overall["dev"].get(key), overall["test"].get(key)
         if d is None and t is None:
             continue
@@ -375,6 +375,10 @@ def print_summary(
             else ""
         )
         print(f"  {key:<26}{fmt(d, key):>9}{fmt(t, key):>9}{gap:>10}")
+    for key in GENERATION:  # answers from an LLM (--llm): shown only when measured
+        d, t = overall["dev"].get(key), overall["test"].get(key)
+        if d is not None or t is not None:
+            print(f"  {key:<26}{fmt(d, key):>9}{fmt(t, key):>9}")
     if safety_result:
         print("\nSafety (test split / fresh): recall")
         for c in PRECEDENCE:

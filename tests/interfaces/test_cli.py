@@ -11,8 +11,19 @@ import pytest
 
 from bot.settings import REPO_ROOT
 
-# The JSON contract (README): `reason` and `follow_ups` were added; nothing was removed.
-CONTRACT = {"question", "answer", "kind", "reason", "citations", "follow_ups", "disclaimer", "latency_ms"}
+# The JSON contract (README): `reason`, `follow_ups`, `mode` and `dropped` were added; nothing was removed.
+CONTRACT = {
+    "question",
+    "answer",
+    "kind",
+    "reason",
+    "citations",
+    "follow_ups",
+    "disclaimer",
+    "latency_ms",
+    "mode",
+    "dropped",
+}
 CITATION = {"n", "source_id", "title", "url", "section", "quote"}
 
 
