@@ -24,6 +24,7 @@ from pathlib import Path
 
 import bot  # noqa: F401  (offline defaults before any other library import)
 from bot.settings import REPO_ROOT, Settings
+from page_session import PageSession  # noqa: F401  (re-exported for the reliability tests)
 
 CORPUS = REPO_ROOT / "corpus"
 VALID_KINDS = {"answer", "not_found", "out_of_scope", "medical_advice", "emergency", "invalid", "support"}

@@ -27,7 +27,7 @@ from reliability_fixtures import (
 )
 
 from bot.interfaces import render
-from bot.safety.screen import looks_planted
+from bot.safety.planted import looks_planted
 
 
 def b64(text: str) -> str:
