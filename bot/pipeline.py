@@ -88,7 +88,7 @@ class Companion:
         """`trained=False` starts without the learned ranker (its own training run only)."""
         started = time.perf_counter()
         self.settings = s = settings or Settings.from_env()
-        self.embeddings = load_embeddings(s, progress=progress)  # ONNX, exported on first use
+        self.embeddings = load_embeddings(s)  # ONNX, exported on first use
         self.index = open_index(s, self.embeddings, rebuild=rebuild, progress=progress)
         self.index.warm()
         self.search = HybridSearch(self.index, rrf_k=s.retrieval.rrf_k)

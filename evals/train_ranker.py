@@ -140,7 +140,10 @@ def cross_validated(stored, dev, settings: Settings, c: float, stored_weight: fl
     """Floor and margin chosen on held-out dev folds (grouped by paraphrase group), so the
     settings are never picked on questions the models were fitted on."""
     groups = sorted({case.group or case.id for _, _, case, _ in dev})
-    fold_of = {g: i % folds for i, g in enumerate(sorted(groups, key=lambda g: hashlib.sha256(g.encode()).hexdigest()))}
+    fold_of = {
+        g: i % folds
+        for i, g in enumerate(sorted(groups, key=lambda g: hashlib.sha256(g.encode()).hexdigest()))
+    }
     held: list[tuple] = []
     models: list[RankerModel] = []
     for k in range(folds):
@@ -152,7 +155,9 @@ def cross_validated(stored, dev, settings: Settings, c: float, stored_weight: fl
     best = (-1.0, 0.0, 0.0)
     for floor in np.arange(0.05, 0.81, 0.05):
         for margin in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
-            trial = settings.with_overrides(answer_min_evidence=round(float(floor), 2), answer_sentence_margin=margin)
+            trial = settings.with_overrides(
+                answer_min_evidence=round(float(floor), 2), answer_sentence_margin=margin
+            )
             score = sum(_simulate([e], m, trial) for e, m in held) / max(1, len(held))
             if score > best[0] + 1e-9:
                 best = (score, round(float(floor), 2), margin)
@@ -163,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m evals.train_ranker", description=__doc__.split("\n\n")[0])
     p.add_argument("--c", type=float, default=C, help=f"inverse regularisation strength (default {C})")
     p.add_argument(
-        "--stored-weight", type=float, default=STORED_WEIGHT, help=f"weight of stored questions (default {STORED_WEIGHT})"
+        "--stored-weight",
+        type=float,
+        default=STORED_WEIGHT,
+        help=f"weight of stored questions (default {STORED_WEIGHT})",
     )
     args = p.parse_args(argv)
 

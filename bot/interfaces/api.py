@@ -134,9 +134,9 @@ def _explain(errors: list[dict[str, Any]]) -> str:
             f'"{field}" is not right: history must be a list of turns like '
             '{"role": "user", "content": "What is CT0596?"} (role "user" or "assistant").'
         )
-    if field == "question":
+    if where[0] == "question":
         return 'The field "question" must be a string, e.g. {"question": "What is CT0596?"}.'
-    if field == "id":
+    if where[0] == "id":
         return 'The field "id" must be a string or a number.'
     return f'The field "{field}" is not right: {e.get("msg", "invalid value")}.'
 
@@ -213,26 +213,26 @@ class Limits:
             except ValueError:
                 return await _problem(400, "The Content-Length header is not a number.")(scope, receive, send)
             return await self.app(scope, receive, send)
-        # No length given (chunked): count while reading and stop past the limit.
-        seen = 0
-
-        async def counted():
-            nonlocal seen
+        # No length given (chunked): read it here, up to the limit, then hand it on whole.
+        body, more = b"", True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return await self.app(scope, receive, send)  # the client went away
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                return await too_big(scope, receive, send)
+        sent = False
 
-        try:
-            return await self.app(scope, counted, send)
-        except _TooLarge:
-            return await too_big(scope, receive, send)
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-
-class _TooLarge(Exception):
-    pass
+        return await self.app(scope, replay, send)
 
 
 def create_api(companion, settings=None) -> FastAPI:

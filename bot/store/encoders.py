@@ -18,6 +18,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -163,8 +165,10 @@ def ensure_export(settings: Settings, spec: ExportSpec, progress: bool = False) 
     with FileLock(str(folder / ".lock"), timeout=600):
         if path.exists():  # another process exported it while we waited
             return path
+        if _reuse(path):
+            return path
         if progress:
-            print(f"Exporting the {spec.name} model to ONNX (once)…", flush=True)
+            print(f"Exporting the {spec.name} model to ONNX (once)…", file=sys.stderr, flush=True)
         started = time.perf_counter()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
@@ -196,6 +200,28 @@ def ensure_export(settings: Settings, spec: ExportSpec, progress: bool = False) 
                     old.with_suffix(".json").unlink(missing_ok=True)
         log.info("exported %s in %.1f s", path.name, time.perf_counter() - started)
     return path
+
+
+def _reuse(path: Path) -> bool:
+    """The same export (same key, so the same inputs) made beside the default index folder:
+    linked or copied instead of exported again (a second index folder, tests, benchmarks)."""
+    from bot.settings import IndexSettings
+
+    twin = Path(IndexSettings().index_dir) / "models" / path.name
+    if not twin.exists() or twin.resolve() == path.resolve():
+        return False
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        try:
+            os.link(twin, tmp)
+        except OSError:
+            shutil.copyfile(twin, tmp)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        return False
 
 
 class Encoder:
