@@ -91,6 +91,47 @@ def _serving(host: str, port: int) -> str:
     )
 
 
+class _Server:
+    """uvicorn on a thread of its own; the main thread waits for Ctrl-C (or SIGTERM)."""
+
+    def __init__(self, app, host: str, port: int) -> None:
+        import threading
+
+        import uvicorn
+
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self._run, name="uvicorn", daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except BaseException as exc:  # noqa: BLE001 - reported by start()
+            self.error = exc
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise OSError(str(self.error) if self.error else "the server did not start")
+            time.sleep(0.01)
+
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def _server(app, host: str, port: int) -> _Server:
+    return _Server(app, host, port)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -132,11 +173,13 @@ def main(argv: list[str] | None = None) -> int:
 
     demo = build(companion)
     demo.queue(default_concurrency_limit=settings.app.concurrency_limit, max_size=settings.app.max_queue)
-    # quiet: Gradio's own banner would suggest `share=True` (a public tunnel this app never
-    # opens); the address is printed below instead.
-    options = launch_options() | {"quiet": True, "prevent_thread_lock": True}
+    # One server for the page, Gradio's /chat and the JSON API (/api/ask, /api/health, /api/docs):
+    # the FastAPI app with the page mounted at / (bot/interfaces/api.py).
+    from bot.interfaces.api import create_api, mount_page
+
+    server = _server(mount_page(create_api(companion), demo, launch_options()), args.host, args.port)
     try:
-        demo.launch(server_name=args.host, server_port=args.port, **options)
+        server.start()
     except OSError as exc:
         print(
             f"Cannot listen on {args.host}:{args.port} ({exc}). Is another app using the port? "
@@ -146,11 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{_serving(args.host, args.port)} Press Ctrl-C to stop.", flush=True)
     try:
-        while demo.is_running:
+        while server.running():
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     finally:
+        server.stop()
         demo.close()
     print("\nStopped.", flush=True)
     return 0

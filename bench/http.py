@@ -1,5 +1,6 @@
 """The chat app over HTTP: start `python app.py` on a free loopback port, time it to ready, then
-put 1, 8 and 32 concurrent clients on the `/chat` endpoint for a bounded time each.
+put 1, 8, 32 and 64 concurrent clients on the JSON API (`POST /api/ask`) and on the `/chat`
+endpoint for a bounded time each.
 
 Each simulated person is one client object in its own thread, asking back to back. The load uses
 Gradio's REST protocol for `/chat` (`RestClient`); `gradio_client.Client(url).predict(message,
@@ -42,7 +43,14 @@ class App:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log_path
-        self.env = os.environ | {"GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(self.port)}
+        # Every simulated person comes from 127.0.0.1: the API's per-address rate limit would
+        # measure itself, so the benchmark's app allows this one address all it asks.
+        self.env = os.environ | {
+            "GRADIO_SERVER_NAME": "127.0.0.1",
+            "GRADIO_SERVER_PORT": str(self.port),
+            "PCL_API_RATE_PER_MINUTE": "100000000",
+            "PCL_API_RATE_BURST": "100000",
+        }
         self.env |= env or {}
         self.peak_tree_rss_mb = 0.0
         self._stop = threading.Event()
@@ -107,7 +115,11 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
 
 def _classify(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".lower()
-    return "busy" if ("queue is full" in text or "busy" in text or "too many" in text) else "error"
+    return (
+        "busy"
+        if ("queue is full" in text or "busy" in text or "too many" in text or "429" in text)
+        else "error"
+    )
 
 
 class RestClient:
@@ -141,7 +153,26 @@ class RestClient:
         self.http.close()
 
 
+class ApiClient:
+    """The JSON API: POST /api/ask with {"question": ...}; the reply is the CLI's JSON object."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=120)
+
+    def predict(self, message: str, api_name: str = "") -> str:
+        got = self.http.post("api/ask", json={"question": message})
+        if got.status_code != 200:
+            raise RuntimeError(f"HTTP {got.status_code}: {got.text[:200]}")
+        body = got.json()
+        return f"{body['answer']}\n\n{body['disclaimer']}"
+
+    def close(self) -> None:
+        self.http.close()
+
+
 def make_client(kind: str, url: str):
+    if kind == "api":
+        return ApiClient(url)
     if kind == "gradio":
         from gradio_client import Client
 

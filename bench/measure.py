@@ -122,6 +122,7 @@ def machine() -> dict:
     import platform
 
     import chromadb
+    import onnxruntime
     import torch
 
     cpu = ""
@@ -145,7 +146,8 @@ def machine() -> dict:
         "ram_gb": round(mem, 1),
         "os": platform.platform(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": torch.__version__,  # the torch floor only; the app runs onnxruntime
         "torch_threads": torch.get_num_threads(),
+        "onnxruntime": onnxruntime.__version__,
         "chromadb": chromadb.__version__,
     }

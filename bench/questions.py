@@ -1,4 +1,5 @@
-"""The questions the benchmark asks: the eval set (`evals/cases.yaml`), read as plain data.
+"""The questions the benchmark asks: the eval set (`evals/cases/*.yaml`, dev and test), read as
+plain data.
 
 Read with PyYAML rather than `evals.dataset`, so the benchmark keeps working while the eval set
 changes shape; if the file is missing a small built-in set stands in (and the report says so).
@@ -13,7 +14,7 @@ import yaml
 
 from bot.settings import REPO_ROOT
 
-EVAL_CASES = REPO_ROOT / "evals" / "cases.yaml"
+EVAL_CASES = REPO_ROOT / "evals" / "cases"  # dev.yaml, dev_fresh.yaml, test.yaml (or one file)
 
 _FALLBACK = [
     ("answer", "What is plasma cell leukemia?"),
@@ -46,8 +47,12 @@ class Question:
 
 def load_questions(path: Path = EVAL_CASES) -> tuple[list[Question], str]:
     """All eval questions (with their history) and where they came from."""
+    path = Path(path)
+    files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
     try:
-        cases = yaml.safe_load(Path(path).read_text(encoding="utf-8"))["cases"]
+        cases = [c for f in files for c in yaml.safe_load(f.read_text(encoding="utf-8"))["cases"]]
+        if not cases:
+            raise KeyError("cases")
     except (OSError, KeyError, TypeError, yaml.YAMLError):
         return [Question(f"builtin-{i}", q, k) for i, (k, q) in enumerate(_FALLBACK)], "built-in fallback"
     out = []

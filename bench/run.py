@@ -1,6 +1,6 @@
 """The benchmark, phase by phase; each measurement runs in its own process (`bench/worker.py`).
 
-    python -m bench            # API latency, cold start, growth 1x/10x/100x, HTTP 1/8/32 clients
+    python -m bench            # API latency, cold start, growth 1x/10x/100x, HTTP 1/8/32/64 clients
     python -m bench --quick    # fewer rounds, growth to 10x, 8 s per HTTP level (a smoke run)
     python -m bench --full     # also the 1000x corpus (its build takes long; see BENCHMARKS.md)
 
@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import httpx
 
 from bench.measure import MachineLoad, machine
 from bot.settings import REPO_ROOT, Settings
@@ -143,40 +145,54 @@ def _built_at(index: Path) -> str:
     return json.loads((index / current / "manifest.json").read_text())["built_at"]
 
 
-def http(levels: list[int], seconds: float, out_dir: Path, compare_threads: bool) -> dict:
-    """The app as shipped; with compare_threads also a second copy with one torch thread
-    (OMP_NUM_THREADS=1), loaded level by level right after the first under the same conditions."""
+def http(levels: list[int], seconds: float, out_dir: Path) -> dict:
+    """The app as shipped: start to ready, then each level of clients on the JSON API and on
+    Gradio's /chat, side by side (api first, then chat, at each level)."""
     from bench.http import App, load
     from bench.questions import answer_questions, load_questions
 
     questions = answer_questions(load_questions()[0])
-    apps = {"default": App(out_dir / "app.log")}
+    app = App(out_dir / "app.log")
     _say("http: starting python app.py")
     try:
-        started = apps["default"].start()
+        started = app.start()
         _say(f"http: ready in {started['start_to_ready_s']} s")
-        if compare_threads:
-            apps["1 thread"] = App(out_dir / "app-1thread.log", env={"OMP_NUM_THREADS": "1"})
-            apps["1 thread"].start()
         runs = []
-        plan = [("gradio", 1)] + [("rest", n) for n in levels]
+        plan = [("gradio", 1)] + [(client, n) for n in levels for client in ("api", "rest")]
         for client, clients in plan:
-            for variant, app in apps.items():
-                if client == "gradio" and variant != "default":
-                    continue
-                _say(f"http: {clients} {client} client(s), app {variant}, for {seconds:.0f} s")
-                run = load(app.url, clients, seconds, questions, app.proc.pid, client=client)
-                run["app"] = variant
-                runs.append(run)
-                _say(
-                    f"http: {run['requests_per_s']} req/s, p50 {run['latency_ms'].get('p50')} ms, "
-                    f"p95 {run['latency_ms'].get('p95')} ms, outcomes {run['outcomes']}"
-                )
-        memory = {variant: app.memory() for variant, app in apps.items()}
-        return {"start": started, "levels": runs, "memory_mb": memory["default"], "memory_by_app_mb": memory}
+            _say(f"http: {clients} {client} client(s) for {seconds:.0f} s")
+            run = load(app.url, clients, seconds, questions, app.proc.pid, client=client)
+            run["app"] = "default"
+            runs.append(run)
+            _say(
+                f"http: {run['requests_per_s']} req/s, p50 {run['latency_ms'].get('p50')} ms, "
+                f"p95 {run['latency_ms'].get('p95')} ms, outcomes {run['outcomes']}"
+            )
+        memory = app.memory()
+        health = httpx.get(app.url + "api/health", timeout=10).json()
+        return {
+            "start": started,
+            "levels": runs,
+            "memory_mb": memory,
+            "memory_by_app_mb": {"default": memory},
+            "batching": health.get("batching"),
+        }
     finally:
-        for app in apps.values():
+        app.stop()
+
+
+def app_starts(runs: int, out_dir: Path) -> list[dict]:
+    """`python app.py` start to ready (and to a first answer) on the existing index, `runs` times."""
+    from bench.http import App
+
+    out = []
+    for i in range(runs):
+        app = App(out_dir / f"app-start-{i}.log")
+        try:
+            out.append(app.start())
+        finally:
             app.stop()
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,6 +328,9 @@ def _run(args: argparse.Namespace) -> int:
             _say("cold: python -m bot ask, from process start to answer")
             results["cold"] = cold_start(1 if args.quick else 3, out_dir)
             _say(f"cold: {results['cold']['cli_ask_s']} s")
+            if (REPO_ROOT / "app.py").exists():
+                results["cold"]["app"] = app_starts(1 if args.quick else 3, out_dir)
+                _say(f"cold: app ready in {[a['start_to_ready_s'] for a in results['cold']['app']]} s")
         if "growth" in phases:
             scales = args.scales or ([1, 10] if args.quick else [1, 10, 100, 1000])
             limit = None if args.full else args.max_build_minutes
@@ -319,7 +338,7 @@ def _run(args: argparse.Namespace) -> int:
         if "http" in phases:
             if (REPO_ROOT / "app.py").exists():
                 seconds = args.http_seconds or (8.0 if args.quick else 20.0)
-                results["http"] = http([1, 8, 32], seconds, out_dir, compare_threads=not args.quick)
+                results["http"] = http([1, 8, 32, 64], seconds, out_dir)
             else:
                 results["http"] = {"skipped": "app.py does not exist yet"}
         if "scaleout" in phases:

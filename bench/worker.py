@@ -35,8 +35,10 @@ def _settings(args):
 
 
 def api(args) -> dict:
-    """Warm latency of `Companion.ask` over the eval questions, next to the embed-only floor and
-    the tutorial LangChain retriever over the same store and model, interleaved per question."""
+    """Warm latency of `Companion.ask` over the eval questions, next to the embedding floors (the
+    ONNX model the app runs, and the torch model it ran before) and the tutorial LangChain
+    retriever over the same store, interleaved per question. Before each timed answer the
+    engine's caches are emptied, so every answer pays for its model passes."""
     from langchain_chroma import Chroma
 
     from bench.measure import proc_status, summary
@@ -48,6 +50,7 @@ def api(args) -> dict:
     t = time.perf_counter()
     companion = Companion(settings, progress=False)
     startup_ms = _ms(t)
+    memory_engine = proc_status()
     baseline = Chroma(
         client=companion.index.store.client,
         collection_name=settings.index.collection,
@@ -55,9 +58,13 @@ def api(args) -> dict:
     ).as_retriever(search_kwargs={"k": 4})
     questions, source = load_questions()
     questions = questions[:: args.every]
+    torch_model = _torch_model(settings)
 
-    def floor(q):
+    def floor(q):  # the ONNX embedding alone: what the app runs
         embed_query(companion.embeddings, q.text)
+
+    def torch_floor(q):  # the same model on torch (sentence-transformers), as the app ran it before
+        torch_model.encode([q.text], normalize_embeddings=True)
 
     def ours(q):
         return companion.ask(q.text, q.history)
@@ -66,47 +73,28 @@ def api(args) -> dict:
         docs = baseline.invoke(q.text)
         assert len(docs) == 4 or not q.text.strip()
 
-    for q in questions:  # warm-up: first calls pay one-off costs (caches, allocator)
-        ours(q), floor(q), base(q)
+    for q in questions:  # warm-up: first calls pay one-off costs (allocators, lazy imports)
+        ours(q), floor(q), torch_floor(q), base(q)
 
-    rows = {q.id: {"floor": [], "ours": [], "baseline": [], "reply_ms": [], "stages": []} for q in questions}
+    names = ("floor", "torch_floor", "ours", "baseline")
+    rows = {q.id: {n: [] for n in names} | {"reply_ms": [], "stages": []} for q in questions}
     kinds = {}
     for r in range(args.rounds):
         for i, q in enumerate(questions):
             # Rotate the order so no variant always runs first (cache, CPU frequency, neighbours).
-            order = [("floor", floor), ("ours", ours), ("baseline", base)]
-            order = order[(i + r) % 3 :] + order[: (i + r) % 3]
+            order = [("floor", floor), ("torch_floor", torch_floor), ("ours", ours), ("baseline", base)]
+            k = (i + r) % len(order)
+            order = order[k:] + order[:k]
             for name, fn in order:
+                if name == "ours":
+                    companion.forget()  # time the models, not the caches
                 t = time.perf_counter()
                 out = fn(q)
                 rows[q.id][name].append(_ms(t))
                 if name == "ours":
                     rows[q.id]["reply_ms"].append(round(out.latency_ms, 3))
                     rows[q.id]["stages"].append({k: round(v, 3) for k, v in out.timings_ms.items()})
-                    kinds[q.id] = (out.kind, "embed" in out.timings_ms)
-
-    # One more round, alternating the torch thread count per question: on a shared or busy
-    # machine two OpenMP threads per call can be far slower than one.
-    import torch
-
-    default_threads = torch.get_num_threads()
-    by_threads: dict[int, dict[str, list[float]]] = {
-        n: {"floor": [], "ours": []} for n in (default_threads, 1)
-    }
-    for q in questions:
-        if not kinds[q.id][1]:
-            continue
-        for n in (1, default_threads) if len(by_threads) > 1 else (1,):
-            torch.set_num_threads(n)
-            for name, fn in (("floor", floor), ("ours", ours)):
-                t = time.perf_counter()
-                fn(q)
-                by_threads[n][name].append(_ms(t))
-    torch.set_num_threads(default_threads)
-    threads = {
-        str(n): {"floor_ms": summary(v["floor"]), "ours_ms": summary(v["ours"])}
-        for n, v in by_threads.items()
-    }
+                    kinds[q.id] = (out.kind, "retrieve" in out.timings_ms)
 
     per_question = []
     for q in questions:
@@ -120,6 +108,7 @@ def api(args) -> dict:
                 "followup": bool(q.history),
                 "ours_ms": row["ours"],
                 "floor_ms": row["floor"],
+                "torch_floor_ms": row["torch_floor"],
                 "baseline_ms": row["baseline"],
                 "reply_latency_ms": row["reply_ms"],
                 "stages_ms": row["stages"],
@@ -133,30 +122,31 @@ def api(args) -> dict:
         return [min(p[key]) for p in per_question if pick(p)]
 
     def stage_stats(pick):
-        names = ("triage", "resolve", "embed", "dense", "bm25", "fuse", "compose")
+        seen: dict[str, None] = {}
+        for p in per_question:
+            if pick(p):
+                for s in p["stages_ms"]:
+                    seen.update(dict.fromkeys(s))
         return {
             n: summary([s[n] for p in per_question if pick(p) for s in p["stages_ms"] if n in s])
-            for n in names
+            for n in seen
         }
+
+    def paired(key):
+        ratios = [
+            o / f
+            for p in per_question
+            if p["retrieved"]
+            for o, f in zip(p["ours_ms"], p[key], strict=True)
+            if f > 0
+        ]
+        return {"p50": round(float(np.median(ratios)), 3), "p95": round(float(np.percentile(ratios, 95)), 3)}
+
+    import numpy as np
 
     any_question = lambda p: True  # noqa: E731
     retrieval = lambda p: p["retrieved"]  # noqa: E731
-    ratios = [
-        o / f
-        for p in per_question
-        if p["retrieved"]
-        for o, f in zip(p["ours_ms"], p["floor_ms"], strict=True)
-        if f > 0
-    ]
-    ratios_base = [
-        o / b
-        for p in per_question
-        if p["retrieved"]
-        for o, b in zip(p["ours_ms"], p["baseline_ms"], strict=True)
-        if b > 0
-    ]
-    import numpy as np
-
+    keys = ("ours_ms", "floor_ms", "torch_floor_ms", "baseline_ms")
     return {
         "questions": source,
         "asked": len(questions),
@@ -165,22 +155,40 @@ def api(args) -> dict:
         "startup_ms": startup_ms,
         "chunks": companion.index.manifest.get("chunks"),
         "sentences": companion.index.manifest.get("sentences"),
-        "all": {k: summary(collect(any_question, k)) for k in ("ours_ms", "floor_ms", "baseline_ms")},
-        "retrieval": {k: summary(collect(retrieval, k)) for k in ("ours_ms", "floor_ms", "baseline_ms")},
-        "retrieval_best": {k: summary(best(retrieval, k)) for k in ("ours_ms", "floor_ms", "baseline_ms")},
+        "all": {k: summary(collect(any_question, k)) for k in keys},
+        "retrieval": {k: summary(collect(retrieval, k)) for k in keys},
+        "retrieval_best": {k: summary(best(retrieval, k)) for k in keys},
         "stages_retrieval": stage_stats(retrieval),
-        "paired_ratio_to_floor": {
-            "p50": round(float(np.median(ratios)), 3),
-            "p95": round(float(np.percentile(ratios, 95)), 3),
-        },
-        "paired_ratio_to_baseline": {
-            "p50": round(float(np.median(ratios_base)), 3),
-            "p95": round(float(np.percentile(ratios_base, 95)), 3),
-        },
-        "torch_threads": threads,
+        "paired_ratio_to_floor": paired("floor_ms"),
+        "paired_ratio_to_torch_floor": paired("torch_floor_ms"),
+        "paired_ratio_to_baseline": paired("baseline_ms"),
+        "batch32_ms": _batch_floors(companion, torch_model, [q.text for q in questions if q.text.strip()]),
+        "memory_engine_mb": memory_engine,
         "memory_mb": proc_status(),
         "per_question": per_question,
     }
+
+
+def _torch_model(settings):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(settings.index.model_path, device="cpu", local_files_only=True)
+
+
+def _batch_floors(companion, torch_model, texts: list[str], rounds: int = 15) -> dict:
+    """32 questions in one call: ONNX (what the batcher runs under load) and torch."""
+    from bench.measure import summary
+
+    batch = texts[:32]
+    out: dict[str, list[float]] = {"onnx": [], "torch": []}
+    for _ in range(rounds):
+        t = time.perf_counter()
+        companion.embeddings.encode(batch)
+        out["onnx"].append(_ms(t))
+        t = time.perf_counter()
+        torch_model.encode(batch, normalize_embeddings=True, batch_size=32)
+        out["torch"].append(_ms(t))
+    return {k: summary(v) for k, v in out.items()}
 
 
 def build(args) -> dict:
@@ -237,12 +245,13 @@ def query(args) -> dict:
             t = time.perf_counter()
             embed_query(companion.embeddings, q.text)
             floor.append(_ms(t))
+            companion.forget()  # time the models, not the caches
             t = time.perf_counter()
             reply = companion.ask(q.text)
             ours.append(_ms(t))
             best[q.id] = min(best.get(q.id, ours[-1]), ours[-1])
             stages.append(reply.timings_ms)
-    names = ("triage", "resolve", "embed", "dense", "bm25", "fuse", "compose")
+    names = list(dict.fromkeys(k for s in stages for k in s))
     return {
         "startup_ms": startup_ms,
         "chunks": companion.index.manifest["chunks"],
@@ -270,21 +279,22 @@ def cold(args) -> dict:
         return now
 
     t = time.perf_counter()
-    import torch  # noqa: F401
+    import numpy  # noqa: F401
 
-    t = step("import torch", t)
-    import sentence_transformers  # noqa: F401
+    t = step("import numpy", t)
+    import onnxruntime  # noqa: F401
+    import tokenizers  # noqa: F401
 
-    t = step("import sentence_transformers (transformers)", t)
+    t = step("import onnxruntime, tokenizers", t)
     import chromadb  # noqa: F401
 
     t = step("import chromadb", t)
-    import langchain_core.retrievers  # noqa: F401
-    import langchain_huggingface  # noqa: F401
+    import langchain_core.documents  # noqa: F401
 
-    t = step("import langchain_core, langchain_huggingface", t)
+    t = step("import langchain_core.documents", t)
     from bot.pipeline import Companion  # noqa: F401
     from bot.retrieval.search import HybridSearch
+    from bot.safety.classifier import load_classifier
     from bot.settings import Settings
     from bot.store.embed import embed_query, load_embeddings
     from bot.store.index import open_index
@@ -292,15 +302,22 @@ def cold(args) -> dict:
     t = step("import the rest of bot (bm25s, tiktoken, pysbd, ...)", t)
     settings = Settings.from_env()
     embeddings = load_embeddings(settings)
-    t = step("load the embedding model weights", t)
+    t = step("load the ONNX embedding model (session)", t)
+    classifier = load_classifier(settings)
+    t = step("load the ONNX safety classifier (session)", t)
     index = open_index(settings, embeddings, progress=False)
-    t = step("open the Chroma index (fingerprint, counts)", t)
+    t = step("open the Chroma index (fingerprint, read every row once)", t)
     index.warm()
     t = step("prefetch sentence vectors (IndexHandle.warm)", t)
     HybridSearch(index, rrf_k=settings.retrieval.rrf_k)
     t = step("load chunks and build BM25 (HybridSearch)", t)
     embed_query(embeddings, "warm up")
-    step("first query embedding", t)
+    if classifier is not None:
+        classifier.probabilities("warm up")
+    t = step("first embedding and classification", t)
+    import gradio  # noqa: F401
+
+    step("import gradio (the app only)", t)
     return {
         "spawned_at": args.spawned_at,
         "main_at": T_PROCESS,

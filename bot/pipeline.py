@@ -26,7 +26,7 @@ from bot.reply import Reply
 from bot.retrieval.lexicon import Lexicon
 from bot.retrieval.questions import StoredQuestions
 from bot.retrieval.retrieve import Retrieve
-from bot.retrieval.search import HybridRetriever, HybridSearch
+from bot.retrieval.search import HybridSearch
 from bot.safety.assess import Guard
 from bot.safety.classifier import load_classifier
 from bot.safety.screen import has_control_chars
@@ -112,17 +112,21 @@ class Companion:
         """`trained=False` starts without the learned ranker (its own training run only)."""
         started = time.perf_counter()
         self.settings = s = settings or Settings.from_env()
-        self.embeddings = load_embeddings(s)
+        self.embeddings = load_embeddings(s)  # ONNX, exported on first use
         self.index = open_index(s, self.embeddings, rebuild=rebuild, progress=progress)
         self.index.warm()
         self.search = HybridSearch(self.index, rrf_k=s.retrieval.rrf_k)
-        self.embedder = Embedder(self.embeddings)
+        self.embedder = Embedder(
+            self.embeddings, max_batch=s.models.max_batch, max_wait_ms=s.models.batch_wait_ms
+        )
+        self.classifier = load_classifier(s, progress=progress)
         self.lexicon = Lexicon.from_texts(
             d.page_content + " " + d.metadata.get("section", "") for d in self.search.docs
         )
         ranker = load_ranker(s) if trained else None
         self.pipeline = Pipeline(
-            guard=Guard(s.safety, load_classifier(s)),
+            # The guard prefetches the question's embedding while the classifier reads it.
+            guard=Guard(s.safety, self.classifier, prefetch=self.embedder.prefetch),
             resolve=Resolve(
                 s.answer.resolve_followups,
                 Vocabulary.from_corpus(self.search.docs, self.lexicon.rare_words()),
@@ -136,6 +140,8 @@ class Companion:
             generate=self._generate_stage(s),
         )
         self.embedder.embed("warm up")  # the first call pays one-off allocation costs
+        if self.classifier is not None:
+            self.classifier.probabilities("warm up")
         self.startup_seconds = time.perf_counter() - started
 
     def _generate_stage(self, s: Settings) -> Generate | None:
@@ -146,7 +152,10 @@ class Companion:
 
         return Generate(s.llm, self.embedder, max_sentences=s.answer.max_sentences)
 
-    def retriever(self) -> HybridRetriever:
+    def retriever(self):
+        """The hybrid search as a LangChain retriever (`bot.retrieval.langchain_retriever`)."""
+        from bot.retrieval.langchain_retriever import HybridRetriever
+
         r = self.settings.retrieval
         return HybridRetriever(
             search=self.search, embeddings=self.embeddings, k=r.top_k, candidates=r.candidate_k, mode=r.mode
@@ -161,6 +170,12 @@ class Companion:
         the same reply `ask` gives. Without an LLM, and for every reply that is not generated
         (emergencies first), the only event is `Final`. See `bot/llm/events.py`."""
         return self.pipeline.stream(Query(raw=question, history=clean_history(history)))
+
+    def forget(self) -> None:
+        """Empty the embedding and classifier caches (benchmarks time models, not caches)."""
+        self.embedder.forget()
+        if self.classifier is not None:
+            self.classifier.forget()
 
     def trace(self, question: str, history: Sequence[dict] | None = None, **extra) -> Query:
         """The state after every stage but the policy (evals, training, diagnostics)."""

@@ -168,6 +168,26 @@ class AppSettings:
 
 
 @dataclass(frozen=True)
+class ModelSettings:
+    """How the two encoders run (ONNX, `bot/store/encoders.py`) and how questions are batched."""
+
+    threads: int = 0  # onnxruntime threads per model call; 0: one per core
+    embed_int8: bool = False  # dynamic int8 embedding model (off: the evals lose retrieval quality)
+    safety_int8: bool = False  # dynamic int8 safety classifier
+    max_batch: int = 32  # texts per model call at most
+    batch_wait_ms: float = 2.0  # under load, how long a batch waits for more questions
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The JSON API beside the page (`bot/interfaces/api.py`)."""
+
+    max_body_bytes: int = 64_000  # larger request bodies get 413
+    rate_per_minute: int = 600  # requests per client address per minute (429 beyond)
+    rate_burst: int = 120  # requests a client may send at once before the rate applies
+
+
+@dataclass(frozen=True)
 class Settings:
     index: IndexSettings = field(default_factory=IndexSettings)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
@@ -175,6 +195,8 @@ class Settings:
     safety: SafetySettings = field(default_factory=SafetySettings)
     app: AppSettings = field(default_factory=AppSettings)
     llm: LLMSettings = field(default_factory=LLMSettings)
+    models: ModelSettings = field(default_factory=ModelSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -186,6 +208,7 @@ class Settings:
             SafetySettings(),
             AppSettings(),
         )
+        m, api = ModelSettings(), ApiSettings()
         return cls(
             index=IndexSettings(
                 corpus_dir=Path(_str(env, "PCL_CORPUS_DIR", str(i.corpus_dir))),
@@ -229,6 +252,18 @@ class Settings:
                 max_queue=_int(env, "PCL_MAX_QUEUE", p.max_queue, 1, 10_000),
             ),
             llm=_llm_settings(env),
+            models=ModelSettings(
+                threads=_int(env, "PCL_ONNX_THREADS", m.threads, 0, 64),
+                embed_int8=_bool(env, "PCL_EMBED_INT8", m.embed_int8),
+                safety_int8=_bool(env, "PCL_SAFETY_INT8", m.safety_int8),
+                max_batch=_int(env, "PCL_MAX_BATCH", m.max_batch, 1, 256),
+                batch_wait_ms=_float(env, "PCL_BATCH_WAIT_MS", m.batch_wait_ms, 0.0, 50.0),
+            ),
+            api=ApiSettings(
+                max_body_bytes=_int(env, "PCL_API_MAX_BODY_BYTES", api.max_body_bytes, 1_000, 10_000_000),
+                rate_per_minute=_int(env, "PCL_API_RATE_PER_MINUTE", api.rate_per_minute, 1, 1_000_000),
+                rate_burst=_int(env, "PCL_API_RATE_BURST", api.rate_burst, 1, 1_000_000),
+            ),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

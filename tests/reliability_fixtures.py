@@ -22,9 +22,10 @@ from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
+from page_session import PageSession  # noqa: F401  (re-exported for the reliability tests)
+
 import bot  # noqa: F401  (offline defaults before any other library import)
 from bot.settings import REPO_ROOT, Settings
-from page_session import PageSession  # noqa: F401  (re-exported for the reliability tests)
 
 CORPUS = REPO_ROOT / "corpus"
 VALID_KINDS = {"answer", "not_found", "out_of_scope", "medical_advice", "emergency", "invalid", "support"}

@@ -16,13 +16,9 @@ from functools import lru_cache
 import bm25s
 import numpy as np
 import snowballstemmer
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict
 
 from bot.ingest.chunk import embedding_text
-from bot.store.embed import embed_query
 from bot.store.index import IndexHandle
 
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
@@ -163,27 +159,11 @@ class HybridSearch:
         ]
 
 
-class HybridRetriever(BaseRetriever):
-    """The same search as a LangChain retriever, for chains and tools outside this package."""
+def __getattr__(name: str):
+    # The LangChain retriever lives in its own module: importing langchain_core.retrievers costs
+    # about a second of start-up (langsmith), which answering never needs.
+    if name == "HybridRetriever":
+        from bot.retrieval.langchain_retriever import HybridRetriever
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    search: HybridSearch
-    embeddings: object
-    k: int = 4
-    candidates: int = 12
-    mode: str = "hybrid"
-
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
-    ) -> list[Document]:
-        qvec = embed_query(self.embeddings, query) if self.mode != "bm25" else None
-        hits = self.search.search(query, qvec, self.k, self.candidates, self.mode)
-        return [
-            Document(
-                page_content=h.chunk.page_content,
-                metadata=h.chunk.metadata | {"score": h.score},
-                id=h.chunk.id,
-            )
-            for h in hits
-        ]
+        return HybridRetriever
+    raise AttributeError(name)

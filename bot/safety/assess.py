@@ -27,15 +27,20 @@ class Assessment:
 
 
 class Guard:
-    def __init__(self, settings: SafetySettings, classifier=None) -> None:
+    def __init__(self, settings: SafetySettings, classifier=None, prefetch=None) -> None:
+        """`prefetch(text)`: start embedding the message on the side while it is classified (a
+        single-turn question is usually embedded as typed, so its vector is ready for analyse)."""
         self.settings = settings
         self.classifier = classifier if settings.classifier else None
+        self.prefetch = prefetch
 
     def __call__(self, q: Query) -> None:
         screened = screen(q.raw, self.settings.max_question_chars)
         q.cleaned, q.problem = screened.text, screened.problem
         if q.problem:
             return
+        if self.prefetch is not None and not q.history:
+            self.prefetch(screened.text)
         found, scores = self.categories(screened.text, screened.probe)
         carried = ""
         for turn in q.user_turns[-self.settings.history_turns :] if self.settings.history_turns else []:

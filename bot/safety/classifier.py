@@ -6,6 +6,10 @@ probability per category. Meaning, typos, slang and a risk buried mid-message al
 which word lists could not do. Per-category thresholds were set on the validation split to
 favour recall (`train.py`); the adapter and thresholds are versioned and part of the index
 fingerprint. The base weights stay the bundled ones: nothing is downloaded.
+
+At run time the encoder with the adapter merged in and the head are one ONNX graph run by
+onnxruntime (`bot/store/encoders.py`, exported once beside the index); torch is used only to
+train (`train.py`) and to export.
 """
 
 from __future__ import annotations
@@ -57,13 +61,17 @@ class Classifier:
     labels: tuple[str, ...]
     thresholds: dict[str, float]
     version: str
-    model: object  # the encoder with the adapter merged in (torch, eval mode)
-    tokenizer: object
-    head: object  # torch.nn.Linear(384, len(labels))
+    encoder: object  # bot.store.encoders.Encoder: the merged encoder and head as one ONNX graph
+    max_batch: int = 32
+    max_wait_ms: float = 2.0
 
     def __post_init__(self) -> None:
+        from bot.store.batcher import MicroBatcher
+
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        # Messages that arrive together are classified in one call.
+        self.batcher = MicroBatcher(self.encoder, self.max_batch, self.max_wait_ms)
 
     def probabilities(self, text: str) -> np.ndarray:
         with self._lock:
@@ -71,16 +79,17 @@ class Classifier:
             if hit is not None:
                 self._cache.move_to_end(text)
                 return hit
-        import torch
-
-        with torch.inference_mode():
-            logits = self.head(pooled(self.model, self.tokenizer, [text]) * POOL_SCALE)
-            probs = torch.softmax(logits, dim=-1)[0].numpy().astype(np.float64)
+        probs = np.asarray(self.batcher(text), dtype=np.float64)
         with self._lock:
             self._cache[text] = probs
             if len(self._cache) > 1024:
                 self._cache.popitem(last=False)
         return probs
+
+    def forget(self) -> None:
+        """Empty the cache (benchmarks time the model, not the cache)."""
+        with self._lock:
+            self._cache.clear()
 
     def classify(self, text: str) -> tuple[set[str], dict[str, float]]:
         """The categories over their thresholds, and every probability."""
@@ -88,28 +97,49 @@ class Classifier:
         return decide(scores, self.thresholds), scores
 
 
-def load(folder: Path, base_model: str) -> Classifier:
+def read_meta(folder: Path) -> dict:
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    if meta.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{folder}: format {meta.get('format')} is not {MODEL_FORMAT}; retrain it")
+    return meta
+
+
+def load(folder: Path, settings: Settings, progress: bool = False) -> Classifier:
+    """The classifier from its ONNX export (made once from the adapter, head and bundled weights)."""
+    from bot.store.encoders import Encoder, ensure_export, safety_spec
+
+    meta = read_meta(folder)
+    spec = safety_spec(settings, folder)
+    path = ensure_export(settings, spec, progress=progress)
+    m = settings.models
+    encoder = Encoder(path, Path(spec.model_path) / "tokenizer.json", threads=m.threads)
+    return Classifier(
+        tuple(meta["labels"]),
+        {k: float(v) for k, v in meta["thresholds"].items()},
+        meta["version"],
+        encoder,
+        m.max_batch,
+        m.batch_wait_ms,
+    )
+
+
+def load_torch(folder: Path, base_model: str):
+    """The classifier as trained, on torch: (model, tokenizer, head). For checks and training."""
     import torch
     from peft import PeftModel
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
-    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    if meta.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{folder}: format {meta.get('format')} is not {MODEL_FORMAT}; retrain it")
+    meta = read_meta(folder)
     tokenizer = AutoTokenizer.from_pretrained(base_model, local_files_only=True)
     base = AutoModel.from_pretrained(base_model, local_files_only=True)
     model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload().eval()
-    labels = tuple(meta["labels"])
-    head = torch.nn.Linear(model.config.hidden_size, len(labels))
+    head = torch.nn.Linear(model.config.hidden_size, len(meta["labels"]))
     head.load_state_dict(load_file(str(folder / "head.safetensors")))
-    head.eval()
-    return Classifier(
-        labels, {k: float(v) for k, v in meta["thresholds"].items()}, meta["version"], model, tokenizer, head
-    )
+    return model, tokenizer, head.eval()
 
 
-def load_classifier(settings: Settings) -> Classifier | None:
+def load_classifier(settings: Settings, progress: bool = False) -> Classifier | None:
     """The trained classifier, or None when the learned layer is switched off (ablations)."""
     if not settings.safety.classifier:
         return None
@@ -119,4 +149,4 @@ def load_classifier(settings: Settings) -> Classifier | None:
             f"The safety classifier in {folder} is missing. Run `python -m bot.safety.train` to build it "
             "from corpus/safety/, or set PCL_SAFETY_CLASSIFIER=0 to answer with the plain rules only."
         )
-    return load(folder, settings.index.model_path)
+    return load(folder, settings, progress=progress)

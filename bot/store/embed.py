@@ -1,38 +1,55 @@
-"""The bundled sentence-embedding model, loaded once from local disk.
+"""The bundled sentence-embedding model, run with onnxruntime (see `encoders.py`).
 
 `Embedder` is what the pipeline uses: one normalized vector per text (cosine similarity is then a
-dot product), with a small cache so earlier turns of a conversation are embedded only once.
-`load_embeddings` gives the same model as a LangChain `Embeddings` for the index and chains.
+dot product). Questions that arrive together are embedded in one call (`batcher.MicroBatcher`),
+and recent texts are remembered, so a conversation's earlier turns are embedded only once.
+`load_embeddings` gives the same model with LangChain's `Embeddings` methods, for the index and
+chains.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from threading import Lock
 
 import numpy as np
-from langchain_huggingface import HuggingFaceEmbeddings
 
-from bot.settings import ConfigError, Settings
+from bot.settings import Settings
+from bot.store.batcher import MicroBatcher
+from bot.store.encoders import Encoder, embed_spec, ensure_export, settings_key
 
 DIM = 384
 
 
-def load_embeddings(settings: Settings) -> HuggingFaceEmbeddings:
-    """Normalized all-MiniLM-L6-v2 on the CPU."""
-    path = settings.index.model_path
-    if not Path(path, "modules.json").exists() and not Path(path, "config.json").exists():
-        raise ConfigError(
-            f"No sentence-transformers model at {path}. Unset PCL_EMBED_MODEL to use the bundled "
-            "model, or point it at a local model folder."
-        )
-    return HuggingFaceEmbeddings(
-        model_name=path,
-        model_kwargs={"device": "cpu", "local_files_only": True},
-        encode_kwargs={"normalize_embeddings": True, "batch_size": 32},
-        query_encode_kwargs={"normalize_embeddings": True},
-    )
+class OnnxEmbeddings:
+    """all-MiniLM-L6-v2 (normalized, as sentence-transformers computes it) from its ONNX export.
+
+    Has LangChain's `Embeddings` methods (`embed_documents`, `embed_query`), so it can be handed
+    to LangChain (langchain_chroma, chains) as is; it does not import langchain_core, which
+    would cost start-up time that answering does not need."""
+
+    def __init__(self, encoder: Encoder, key: str) -> None:
+        self.encoder = encoder
+        self.key = key  # the export key: part of the index fingerprint
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.encoder(texts)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.encoder(list(texts)).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.encoder([text])[0].tolist()
+
+
+def load_embeddings(settings: Settings, progress: bool = False) -> OnnxEmbeddings:
+    """The embedding model's ONNX export (made on first use from the local weights)."""
+    spec = embed_spec(settings)
+    path = ensure_export(settings, spec, progress=progress)
+    encoder = Encoder(path, Path(spec.model_path) / "tokenizer.json", threads=settings.models.threads)
+    return OnnxEmbeddings(encoder, settings_key(settings, spec))
 
 
 def model_id(settings: Settings) -> str:
@@ -43,37 +60,94 @@ def model_id(settings: Settings) -> str:
     return f"{path.parent.name}/{path.name}:{size}"
 
 
-def embed_query(embeddings: HuggingFaceEmbeddings, text: str) -> np.ndarray:
+def embed_query(embeddings, text: str) -> np.ndarray:
+    if isinstance(embeddings, OnnxEmbeddings):
+        return embeddings.encode([text])[0]
     return np.asarray(embeddings.embed_query(text), dtype=np.float32)
 
 
-def embed_texts(embeddings: HuggingFaceEmbeddings, texts: list[str]) -> np.ndarray:
+def embed_texts(embeddings, texts: list[str]) -> np.ndarray:
     if not texts:
         return np.zeros((0, DIM), dtype=np.float32)
+    if isinstance(embeddings, OnnxEmbeddings):
+        return embeddings.encode(texts)
     return np.asarray(embeddings.embed_documents(texts), dtype=np.float32)
 
 
 class Embedder:
-    """One vector per text; recent texts are remembered (a conversation's earlier turns)."""
+    """One vector per text, batched with whoever asks at the same time; recent texts remembered.
 
-    def __init__(self, embeddings: HuggingFaceEmbeddings, cache_size: int = 512) -> None:
+    `prefetch` starts a text's embedding on a helper thread and returns at once; a later `embed`
+    of the same text waits for that result instead of computing it again. The guard stage
+    prefetches the question while the safety classifier reads it, so on an idle machine the two
+    encoders run side by side on the two cores; under load it does nothing (see `prefetch`).
+    """
+
+    def __init__(
+        self, embeddings, cache_size: int = 512, max_batch: int = 32, max_wait_ms: float = 2.0
+    ) -> None:
         self.embeddings = embeddings
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[str, np.ndarray | Future] = OrderedDict()
         self._size = cache_size
         self._lock = Lock()
+        self.batcher = MicroBatcher(lambda texts: embed_texts(self.embeddings, texts), max_batch, max_wait_ms)
+        self.prefetched = 0  # texts whose prefetch was used (diagnostics, tests)
+        self._helper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="embed-prefetch")
 
     def embed(self, text: str) -> np.ndarray:
         with self._lock:
             hit = self._cache.get(text)
             if hit is not None:
                 self._cache.move_to_end(text)
-                return hit
-        vec = embed_query(self.embeddings, text)
+        if isinstance(hit, Future):
+            try:
+                vec = hit.result()
+                self.prefetched += 1
+                return vec
+            except Exception:  # noqa: BLE001 - the prefetch failed: compute it here, where errors surface
+                hit = None
+        if hit is not None:
+            return hit
+        vec = self.batcher(text)
+        self._remember(text, vec)
+        return vec
+
+    def prefetch(self, text: str) -> None:
+        if not self.batcher.idle():
+            # Under load both cores are busy with other people's questions already: a second
+            # thread would win nothing, and batching does the saving.
+            return
+        with self._lock:
+            if text in self._cache:
+                return
+            future: Future = Future()
+            self._cache[text] = future
+
+        def run() -> None:
+            try:
+                vec = self.batcher(text)
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for it
+                future.set_exception(exc)
+                with self._lock:
+                    if self._cache.get(text) is future:
+                        del self._cache[text]
+                return
+            future.set_result(vec)
+            self._remember(text, vec)
+
+        self._helper.submit(run)
+
+    def _remember(self, text: str, vec: np.ndarray) -> None:
         with self._lock:
             self._cache[text] = vec
-            if len(self._cache) > self._size:
+            self._cache.move_to_end(text)
+            while len(self._cache) > self._size:
                 self._cache.popitem(last=False)
-        return vec
+
+    def forget(self) -> None:
+        """Empty the cache (benchmarks time the model, not the cache)."""
+        with self._lock:
+            self._cache.clear()
 
     def embed_many(self, texts: list[str]) -> np.ndarray:
         return embed_texts(self.embeddings, texts)

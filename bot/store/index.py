@@ -37,6 +37,7 @@ from bot.ingest.questions import StoredQuestion, load_questions
 from bot.settings import Settings
 from bot.store.chroma import ChromaStore, open_current, open_local, open_store, point_current, previous_local
 from bot.store.embed import embed_texts, model_id
+from bot.store.encoders import embed_spec, settings_key
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,12 @@ _ID_BATCH = 500  # chunk ids per sentence-vector query (each chunk has a handful
 
 
 def fingerprint(settings: Settings) -> str:
-    """Corpus content + model + chunking settings + the code that turns files into chunks:
-    any change means the index is stale."""
+    """Corpus content + model and its ONNX export + chunking settings + the code that turns files
+    into chunks: any change means the index is stale."""
     h = hashlib.sha256()
     h.update(f"format={INDEX_FORMAT};model={model_id(settings)};enc={ENCODING};".encode())
+    # The ONNX export that embeds the texts (bot/store/encoders.py): a new export is a new index.
+    h.update(f"encoder={settings_key(settings, embed_spec(settings))};".encode())
     for module in _SHAPING_CODE:
         h.update(hashlib.sha256(Path(module.__file__).read_bytes()).digest())
     h.update(f"chunk={settings.index.chunk_tokens};overlap={settings.index.chunk_overlap_tokens};".encode())
@@ -209,6 +212,7 @@ def build_index(settings: Settings, embeddings, progress: bool = True) -> dict:
         "fingerprint": fp,
         "format": INDEX_FORMAT,
         "model": model_id(settings),
+        "encoder": settings_key(settings, embed_spec(settings)),
         "chunk_tokens": settings.index.chunk_tokens,
         "chunk_overlap_tokens": settings.index.chunk_overlap_tokens,
         "sources": sorted({d.metadata["source_id"] for d in docs}),

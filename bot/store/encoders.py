@@ -1,0 +1,269 @@
+"""The two encoders as ONNX graphs run by onnxruntime: no torch on the answer path.
+
+    embed   the bundled all-MiniLM-L6-v2: one unit vector per text (queries and the index)
+    safety  a copy of it with the safety LoRA adapter merged in, plus its head: probabilities
+
+Each is exported once from the local weights (`export.py`, the only place torch is used) into
+`PCL_INDEX_DIR/models/<name>-<key>.onnx`. The key hashes everything the graph is made from: the
+export code, the model's files, the adapter and head (for `safety`), the token limit and the
+precision. A changed input is a new key, hence a new export, and the embed key is part of the
+index fingerprint (`index.fingerprint`), so vectors and the graph that made them never mix.
+Tokenising uses the model's own `tokenizer.json` through the `tokenizers` library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bot.settings import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMAT = 1  # bump when what an export holds changes shape
+MAX_TOKENS = 256  # as sentence-transformers (max_seq_length) and the classifier read a text
+_CHUNK = 32  # texts per run when encoding many (the index build): sorted by length, little padding
+_EXPORT_CODE = Path(__file__).with_name("export.py")
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    name: str  # embed | safety
+    model_path: str  # the bundled sentence-transformers folder
+    adapter_dir: Path | None = None  # safety only: the LoRA adapter, head and meta
+    int8: bool = False
+
+    def sources(self) -> list[Path]:
+        folder = Path(self.model_path)
+        files = [
+            p
+            for p in sorted(folder.iterdir())
+            if p.is_file() and p.suffix in {".json", ".safetensors", ".txt", ".bin"}
+        ]
+        if self.adapter_dir is not None:
+            files += sorted(p for p in self.adapter_dir.iterdir() if p.is_file())
+        return files
+
+
+_digests: dict[tuple[str, int, int], bytes] = {}
+_digest_lock = threading.Lock()
+_DIGEST_FILE = "digests.json"
+
+
+def _digest(path: Path, saved: dict | None = None) -> bytes:
+    """sha256 of a file, remembered per (path, size, mtime): in this process, and in `saved`
+    (a dict kept in the models folder) so a later start need not read 90 MB of weights again."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _digest_lock:
+        hit = _digests.get(key)
+    if hit is None and saved is not None:
+        row = saved.get(str(path))
+        if isinstance(row, list) and len(row) == 3 and row[0] == st.st_size and row[1] == st.st_mtime_ns:
+            hit = bytes.fromhex(row[2])
+    if hit is None:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        hit = h.digest()
+    with _digest_lock:
+        _digests[key] = hit
+    if saved is not None:
+        saved[str(path)] = [st.st_size, st.st_mtime_ns, hit.hex()]
+    return hit
+
+
+def export_key(spec: ExportSpec, cache_dir: Path | None = None) -> str:
+    """What the exported graph is made from, as 16 hex digits (see the module docstring).
+    `cache_dir`: where file digests are remembered between processes (the models folder)."""
+    saved = _load_digests(cache_dir)
+    before = dict(saved) if saved is not None else None
+    h = hashlib.sha256()
+    h.update(f"format={EXPORT_FORMAT};name={spec.name};int8={spec.int8};max={MAX_TOKENS};".encode())
+    h.update(_digest(_EXPORT_CODE))
+    for path in spec.sources():
+        h.update(path.name.encode() + b"\0" + _digest(path, saved))
+    if saved is not None and saved != before:
+        _save_digests(cache_dir, saved)
+    return h.hexdigest()[:16]
+
+
+def _load_digests(cache_dir: Path | None) -> dict | None:
+    if cache_dir is None:
+        return None
+    try:
+        data = json.loads((cache_dir / _DIGEST_FILE).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_digests(cache_dir: Path, saved: dict) -> None:
+    """Best effort: a read-only or full disk only costs the next start a re-read."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache_dir / f".{_DIGEST_FILE}.{os.getpid()}.{threading.get_ident()}"
+        tmp.write_text(json.dumps(saved), encoding="utf-8")
+        os.replace(tmp, cache_dir / _DIGEST_FILE)
+    except OSError:
+        pass
+
+
+def models_dir(settings: Settings) -> Path:
+    return Path(settings.index.index_dir) / "models"
+
+
+def embed_spec(settings: Settings) -> ExportSpec:
+    path = settings.index.model_path
+    if not Path(path, "tokenizer.json").exists() or not Path(path, "config.json").exists():
+        raise ConfigError(
+            f"No sentence-transformers model at {path} (config.json and tokenizer.json are needed). "
+            "Unset PCL_EMBED_MODEL to use the bundled model, or point it at a local model folder."
+        )
+    return ExportSpec("embed", path, None, settings.models.embed_int8)
+
+
+def safety_spec(settings: Settings, adapter_dir: Path) -> ExportSpec:
+    return ExportSpec("safety", settings.index.model_path, adapter_dir, settings.models.safety_int8)
+
+
+def settings_key(settings: Settings, spec: ExportSpec) -> str:
+    return export_key(spec, models_dir(settings))
+
+
+def export_path(settings: Settings, spec: ExportSpec) -> Path:
+    return models_dir(settings) / f"{spec.name}-{settings_key(settings, spec)}.onnx"
+
+
+def ensure_export(settings: Settings, spec: ExportSpec, progress: bool = False) -> Path:
+    """The exported graph for `spec`, exporting it first when missing (one process at a time)."""
+    path = export_path(settings, spec)
+    if path.exists():
+        return path
+    from filelock import FileLock
+
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot create {folder} for the exported models ({exc.strerror or exc}). "
+            "Set PCL_INDEX_DIR to a writable folder."
+        ) from None
+    with FileLock(str(folder / ".lock"), timeout=600):
+        if path.exists():  # another process exported it while we waited
+            return path
+        if _reuse(path):
+            return path
+        if progress:
+            print(f"Exporting the {spec.name} model to ONNX (once)…", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            from bot.store.export import export
+
+            export(spec.name, spec.model_path, spec.adapter_dir, tmp, int8=spec.int8)
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        (folder / f"{path.stem}.json").write_text(
+            json.dumps(
+                {
+                    "name": spec.name,
+                    "key": settings_key(settings, spec),
+                    "int8": spec.int8,
+                    "model": spec.model_path,
+                    "adapter": str(spec.adapter_dir or ""),
+                    "seconds": round(time.perf_counter() - started, 2),
+                },
+                indent=1,
+            ),
+            encoding="utf-8",
+        )
+        for old in folder.glob(f"{spec.name}-*.onnx"):  # earlier exports of this graph: stale now
+            if old != path:
+                with contextlib.suppress(OSError):
+                    old.unlink()
+                    old.with_suffix(".json").unlink(missing_ok=True)
+        log.info("exported %s in %.1f s", path.name, time.perf_counter() - started)
+    return path
+
+
+def _reuse(path: Path) -> bool:
+    """The same export (same key, so the same inputs) made beside the default index folder:
+    linked or copied instead of exported again (a second index folder, tests, benchmarks)."""
+    from bot.settings import IndexSettings
+
+    twin = Path(IndexSettings().index_dir) / "models" / path.name
+    if not twin.exists() or twin.resolve() == path.resolve():
+        return False
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        try:
+            os.link(twin, tmp)
+        except OSError:
+            shutil.copyfile(twin, tmp)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        return False
+
+
+class Encoder:
+    """One ONNX graph and its tokenizer: texts in, one row of floats per text out."""
+
+    def __init__(self, path: Path, tokenizer_file: Path, threads: int = 0) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.path = path
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.tokenizer.no_padding()  # tokenizer.json pads to 128; pad per batch instead
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # A shared or busy machine: threads that spin while waiting for work take cores from the
+        # rest of the process (and from the other encoder); they sleep instead.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.output = self.session.get_outputs()[0].name
+        self.width = int(self.session.get_outputs()[0].shape[-1])
+
+    def _run(self, encodings) -> np.ndarray:
+        n = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), n), dtype=np.int64)
+        mask = np.zeros((len(encodings), n), dtype=np.int64)
+        for i, e in enumerate(encodings):
+            ids[i, : len(e.ids)] = e.ids
+            mask[i, : len(e.ids)] = 1
+        return self.session.run([self.output], {"input_ids": ids, "attention_mask": mask})[0]
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.width), dtype=np.float32)
+        encodings = self.tokenizer.encode_batch(list(texts))
+        if len(texts) <= _CHUNK:
+            return self._run(encodings)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        out = np.empty((len(texts), self.width), dtype=np.float32)
+        for start in range(0, len(order), _CHUNK):
+            part = order[start : start + _CHUNK]
+            out[part] = self._run([encodings[i] for i in part])
+        return out

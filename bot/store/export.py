@@ -1,0 +1,129 @@
+"""Export the two encoders to ONNX, once, from the local weights (torch, transformers, peft).
+
+Only `bot.store.onnx.ensure_export` imports this module, when an export is missing or stale;
+answering never does. Both graphs are the same plain BERT forward written out here (embeddings,
+six layers of attention and feed-forward, mean pooling over the real tokens, L2 normalisation),
+reading the weights of a loaded `BertModel`, so the exported graph does not depend on how a
+transformers release builds its attention masks:
+
+- `embed`: the bundled all-MiniLM-L6-v2 -> one unit vector per text (what sentence-transformers
+  computes: mean pooling, then normalisation);
+- `safety`: a copy of the same weights with the safety LoRA adapter merged in (peft), then the
+  classifier's linear head and a softmax -> one probability per category, as `classifier.py`
+  computed them with torch.
+
+`int8=True` also applies onnxruntime's dynamic int8 quantisation (per channel) to the graph.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+OPSET = 17
+
+
+def _bert_module(bert, head=None, pool_scale: float = 1.0):
+    import torch
+
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+            self.head = head
+            c = bert.config
+            self.heads = c.num_attention_heads
+            self.size = c.hidden_size // c.num_attention_heads
+
+        def forward(self, input_ids, attention_mask):
+            emb = self.bert.embeddings
+            batch, length = input_ids.shape[0], input_ids.shape[1]
+            positions = torch.arange(length, device=input_ids.device).unsqueeze(0)
+            x = (
+                emb.word_embeddings(input_ids)
+                + emb.position_embeddings(positions)
+                + emb.token_type_embeddings.weight[0]  # one segment: type 0 everywhere
+            )
+            x = emb.LayerNorm(x)
+            bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * -1e9  # padding is never attended
+
+            def split(t):
+                return t.view(batch, length, self.heads, self.size).transpose(1, 2)
+
+            for layer in self.bert.encoder.layer:
+                att = layer.attention
+                q, k, v = split(att.self.query(x)), split(att.self.key(x)), split(att.self.value(x))
+                weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.size) + bias, dim=-1)
+                ctx = (weights @ v).transpose(1, 2).reshape(batch, length, self.heads * self.size)
+                x = att.output.LayerNorm(att.output.dense(ctx) + x)
+                mid = torch.nn.functional.gelu(layer.intermediate.dense(x))
+                x = layer.output.LayerNorm(layer.output.dense(mid) + x)
+            mask = attention_mask.unsqueeze(-1).to(x.dtype)
+            pooled = (x * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            vec = torch.nn.functional.normalize(pooled, dim=-1)
+            if self.head is None:
+                return vec
+            return torch.softmax(self.head(vec * pool_scale), dim=-1)
+
+    return Encoder().eval()
+
+
+def _base(model_path: str):
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(model_path, local_files_only=True).eval()
+
+
+def embed_module(model_path: str):
+    return _bert_module(_base(model_path))
+
+
+def safety_module(model_path: str, adapter_dir: Path):
+    """The bundled weights with the adapter merged into a copy, plus the head (as classifier.py)."""
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    from bot.safety.classifier import POOL_SCALE
+
+    meta = json.loads((adapter_dir / "meta.json").read_text(encoding="utf-8"))
+    merged = PeftModel.from_pretrained(_base(model_path), str(adapter_dir)).merge_and_unload().eval()
+    head = torch.nn.Linear(merged.config.hidden_size, len(meta["labels"]))
+    head.load_state_dict(load_file(str(adapter_dir / "head.safetensors")))
+    return _bert_module(merged, head.eval(), POOL_SCALE)
+
+
+def export(name: str, model_path: str, adapter_dir: Path | None, out: Path, int8: bool = False) -> None:
+    """Write the `name` graph ("embed" or "safety") to `out` (a new file)."""
+    import torch
+
+    module = safety_module(model_path, adapter_dir) if name == "safety" else embed_module(model_path)
+    ids = torch.tensor([[101, 2054, 2003, 102, 0, 0], [101, 2054, 2003, 1037, 2518, 102]])
+    raw = out.with_suffix(".fp32.tmp") if int8 else out
+    output = "probabilities" if name == "safety" else "embedding"
+    with torch.inference_mode():
+        torch.onnx.export(
+            module,
+            (ids, (ids > 0).long()),
+            str(raw),
+            input_names=["input_ids", "attention_mask"],
+            output_names=[output],
+            dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
+            | {output: {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    if int8:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(
+            str(raw),
+            str(out),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+        os.unlink(raw)

@@ -1,0 +1,115 @@
+"""The micro-batcher: questions that arrive together share one model call; one alone never waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from bot.store.batcher import MicroBatcher
+
+
+def test_a_lone_caller_runs_at_once_without_waiting() -> None:
+    seen = []
+    batcher = MicroBatcher(lambda items: seen.append(list(items)) or [i * 2 for i in items], max_wait_ms=200)
+    t = time.perf_counter()
+    assert batcher(21) == 42
+    assert batcher(5) == 10
+    assert time.perf_counter() - t < 0.1  # far below the 200 ms bounded wait
+    assert seen == [[21], [5]]
+
+
+def test_callers_arriving_together_share_calls_and_each_gets_its_own_row() -> None:
+    calls = []
+    gate = threading.Event()
+
+    def slow_double(items):
+        calls.append(len(items))
+        gate.wait(0.05) if len(calls) == 1 else None  # the first call is slow: others queue behind it
+        return [i * 2 for i in items]
+
+    batcher = MicroBatcher(slow_double, max_batch=64, max_wait_ms=2)
+    results: dict[int, int] = {}
+
+    def ask(i: int) -> None:
+        results[i] = batcher(i)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(24)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(10)
+    assert results == {i: i * 2 for i in range(24)}
+    assert len(calls) < 24 and max(calls) > 1  # batched
+    stats = batcher.stats()
+    assert stats["calls"] == 24 and stats["batches"] == len(calls) and stats["largest_batch"] == max(calls)
+
+
+def test_max_batch_bounds_each_call() -> None:
+    sizes = []
+    release = threading.Event()
+
+    def fn(items):
+        sizes.append(len(items))
+        if len(sizes) == 1:
+            release.wait(1)
+        return items
+
+    batcher = MicroBatcher(fn, max_batch=4, max_wait_ms=0)
+    first = threading.Thread(target=batcher, args=(-1,))
+    first.start()
+    time.sleep(0.05)
+    others = [threading.Thread(target=batcher, args=(i,)) for i in range(10)]
+    for th in others:
+        th.start()
+    time.sleep(0.05)
+    release.set()
+    for th in [first, *others]:
+        th.join(10)
+    assert sizes[0] == 1 and max(sizes) <= 4 and sum(sizes) == 11
+
+
+def test_an_error_reaches_every_caller_of_that_batch_and_the_batcher_recovers() -> None:
+    def fn(items):
+        if "bad" in items:
+            raise ValueError("model failed")
+        return [s.upper() for s in items]
+
+    batcher = MicroBatcher(fn)
+    with pytest.raises(ValueError, match="model failed"):
+        batcher("bad")
+    assert batcher("ok") == "OK"
+
+
+def test_real_embeddings_batched_equal_one_by_one(companion) -> None:
+    texts = [
+        "What is CT0596?",
+        "Can PCL patients join the CT071 trial?",
+        "how long do people live with pcl",
+        "hi",
+    ]
+    alone = np.vstack([companion.embeddings.encode([t]) for t in texts])
+    together = companion.embeddings.encode(texts)
+    assert np.allclose(alone, together, atol=1e-5)
+    out: dict[str, np.ndarray] = {}
+    threads = [
+        threading.Thread(target=lambda t=t: out.__setitem__(t, companion.embedder.batcher(t)))
+        for t in texts * 4
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    for i, t in enumerate(texts):
+        assert np.allclose(out[t], alone[i], atol=1e-5)
+
+
+def test_the_guard_prefetch_hands_its_vector_to_analyse(companion) -> None:
+    companion.forget()
+    before = companion.embedder.batcher.calls
+    reply = companion.ask("What does NKG2A do in CT0596?")
+    assert reply.kind == "answer"
+    # the question is embedded once: prefetched while the guard classified it, reused by analyse
+    assert companion.embedder.batcher.calls - before == 1

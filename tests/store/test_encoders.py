@@ -1,0 +1,129 @@
+"""The ONNX exports: same numbers as the torch models, keyed by their inputs, part of the index
+fingerprint, re-exported when stale, and no torch on the answer path."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.safety.classifier import POOL_SCALE, load_torch, model_dir
+from bot.settings import REPO_ROOT
+from bot.store.encoders import embed_spec, ensure_export, export_key, safety_spec, settings_key
+from bot.store.index import fingerprint
+
+TEXTS = [
+    "What is CT0596?",
+    "how long do ppl live with secondary pcl",
+    "I have a fever of 39C and chills after CAR-T",
+    "Should I stop my chemo to join the trial?",
+    "What is plasma cell leukemia? " * 40,  # past the 256-token limit: truncated the same way
+]
+
+
+def test_onnx_embeddings_match_sentence_transformers(companion, settings) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    torch_model = SentenceTransformer(settings.index.model_path, device="cpu", local_files_only=True)
+    ref = torch_model.encode(TEXTS, normalize_embeddings=True)
+    got = companion.embeddings.encode(TEXTS)
+    assert np.min(np.sum(ref * got, axis=1)) > 0.9999
+
+
+def test_onnx_classifier_matches_the_torch_classifier(companion, settings) -> None:
+    import torch
+
+    from bot.safety.classifier import pooled
+
+    model, tokenizer, head = load_torch(model_dir(settings), settings.index.model_path)
+    with torch.inference_mode():
+        ref = torch.softmax(head(pooled(model, tokenizer, TEXTS) * POOL_SCALE), dim=-1).numpy()
+    companion.classifier.forget()
+    got = np.vstack([companion.classifier.probabilities(t) for t in TEXTS])
+    assert np.abs(ref - got).max() < 1e-4
+    assert [np.argmax(r) for r in ref] == [np.argmax(g) for g in got]
+
+
+def _copy_tree(src: Path, dst: Path) -> Path:
+    """A copy whose big files are hard links (same content, no 90 MB copy)."""
+    dst.mkdir(parents=True)
+    for p in src.iterdir():
+        if p.is_file():
+            try:
+                os.link(p, dst / p.name)
+            except OSError:
+                shutil.copyfile(p, dst / p.name)
+        else:
+            shutil.copytree(p, dst / p.name)
+    return dst
+
+
+def test_export_keys_follow_the_content_of_their_inputs(settings, tmp_path) -> None:
+    spec = safety_spec(settings, model_dir(settings))
+    same = safety_spec(settings, _copy_tree(model_dir(settings), tmp_path / "same"))
+    assert export_key(same) == export_key(spec)  # content, not location
+    changed = _copy_tree(model_dir(settings), tmp_path / "changed")
+    meta = json.loads((changed / "meta.json").read_text())
+    meta["version"] += "-retrained"
+    (changed / "meta.json").unlink()  # a hard link: write a new file, not through the link
+    (changed / "meta.json").write_text(json.dumps(meta))
+    assert export_key(safety_spec(settings, changed)) != export_key(spec)
+    assert export_key(embed_spec(settings)) != export_key(spec)
+    int8 = settings.with_overrides(models_safety_int8=True)
+    assert export_key(safety_spec(int8, model_dir(settings))) != export_key(spec)
+
+
+def test_the_index_fingerprint_follows_the_embedding_export(settings, tmp_path) -> None:
+    model = _copy_tree(Path(settings.index.model_path), tmp_path / "model")
+    copy = settings.with_overrides(embed_model=str(model), index_dir=tmp_path / "index")
+    assert settings_key(copy, embed_spec(copy)) == settings_key(settings, embed_spec(settings))
+    config = json.loads((model / "config.json").read_text())
+    config["layer_norm_eps"] = 1e-6  # a different model: a different export, so a different index
+    (model / "config.json").unlink()
+    (model / "config.json").write_text(json.dumps(config))
+    assert settings_key(copy, embed_spec(copy)) != settings_key(settings, embed_spec(settings))
+    assert fingerprint(copy) != fingerprint(settings)
+
+
+def test_a_stale_export_is_replaced_by_a_new_one(settings, tmp_path) -> None:
+    """A retrained adapter (new files) gets a new export; the old one is removed."""
+    local = settings.with_overrides(index_dir=tmp_path / "index")
+    first = ensure_export(local, safety_spec(local, model_dir(settings)))  # reused from the default folder
+    adapter = _copy_tree(model_dir(settings), tmp_path / "adapter")
+    meta = json.loads((adapter / "meta.json").read_text())
+    meta["version"] += "-retrained"
+    (adapter / "meta.json").unlink()
+    (adapter / "meta.json").write_text(json.dumps(meta))
+    second = ensure_export(local, safety_spec(local, adapter))  # exported with torch, here
+    assert second != first and second.exists() and not first.exists()
+    assert json.loads(second.with_suffix(".json").read_text())["adapter"] == str(adapter)
+    assert ensure_export(local, safety_spec(local, adapter)) == second  # fresh: not exported again
+
+
+def test_the_answer_path_imports_no_torch_transformers_or_peft() -> None:
+    code = (
+        "import sys, bot\n"
+        "from bot.pipeline import Companion\n"
+        "c = Companion(progress=False)\n"
+        "assert c.ask('What is CT0596?').kind == 'answer'\n"
+        "heavy = [m for m in ('torch', 'transformers', 'peft', 'sentence_transformers', 'langchain_huggingface') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("name", ["embed", "safety"])
+def test_exports_live_beside_the_index(settings, name) -> None:
+    spec = embed_spec(settings) if name == "embed" else safety_spec(settings, model_dir(settings))
+    path = ensure_export(settings, spec)
+    assert path.parent == Path(settings.index.index_dir) / "models" and path.name.startswith(f"{name}-")
