@@ -9,6 +9,9 @@ _DEFAULTS = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "ANONYMIZED_TELEMETRY": "False",
     "GRADIO_ANALYTICS_ENABLED": "False",
+    # onnxruntime 1.29+ sends usage events to Microsoft on Linux too; read once, at its first
+    # import, so it must be set before that.
+    "ORT_DISABLE_TELEMETRY": "1",
     "TOKENIZERS_PARALLELISM": "false",
     # Loading a 90 MB model from disk needs no progress bar on every start.
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",

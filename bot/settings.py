@@ -98,6 +98,15 @@ class IndexSettings:
     def model_path(self) -> str:
         return self.embed_model or bundled_model_path()
 
+    def trained(self, name: str) -> Path:
+        """A trained model (`corpus/models/<name>`): the corpus folder's own, else the bundled one.
+
+        The safety classifier and the ranker learn from the project's labelled data, so a corpus
+        folder without a `models/` of its own (a refreshed or trimmed copy) still gets them:
+        swapping the corpus must never switch the safety layer off."""
+        own = self.corpus_dir / "models" / name
+        return own if own.exists() else REPO_ROOT / "corpus" / "models" / name
+
 
 @dataclass(frozen=True)
 class RetrievalSettings:
@@ -114,7 +123,7 @@ class AnswerSettings:
     # The relevance floor: the learned probability that the sources answer the question at all;
     # then sentences within sentence_margin of the best one's probability join it. Both were
     # set on the dev split (python -m evals.train_ranker prints the best pair).
-    min_evidence: float = 0.2
+    min_evidence: float = 0.55
     sentence_margin: float = 0.5
     coverage_bonus: float = 0.1  # per topic word or code a follower adds that the chosen lack
     resolve_followups: bool = True

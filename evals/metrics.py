@@ -404,7 +404,8 @@ def paraphrase_consistency(results: list[dict]) -> float | None:
     other words should get the same reply."""
     groups: dict[str, list[dict]] = {}
     for r in results:
-        groups.setdefault(r["case"].get("group") or r["case"]["id"], []).append(r)
+        if r["case"].get("group"):  # a case without a group has no other wording
+            groups.setdefault(r["case"]["group"], []).append(r)
     agree = total = 0
     for members in groups.values():
         if len(members) < 2:

@@ -320,13 +320,23 @@ def poisoned_corpus(dst: Path) -> Path:
 def own_words(reply, settings: Settings) -> str:
     """What is left of an answer after removing the fixed texts, the quoted source sentences,
     citation markers and the author framing. The bot has no words of its own: must be empty."""
-    from bot.answer import notices as messages
+    from bot.answer import notices
+    from bot.reply import markdown
+    from bot.safety import replies
+    from bot.safety.policy import PRECEDENCE
 
     text = reply.answer
-    fixed = [messages.medical_advice(True), messages.medical_advice(False), messages.not_found()]
-    fixed += [messages.out_of_scope(r) for r in ("injection", "off_topic", reply.reason)]
-    fixed += [messages.emergency(settings, r) for r in ("self_harm", "symptoms", reply.reason)]
-    fixed.append(messages.invalid(reply.reason, settings, len(reply.question)))
+    parts = [notices.not_found(), notices.unclear()]
+    parts += [notices.out_of_scope(r) for r in ("injection", "off_topic", reply.reason)]
+    parts.append(notices.invalid(reply.reason, settings.safety, len(reply.question)))
+    parts += [p for has_facts in (True, False) for p in replies.decision(has_facts)]
+    for category in PRECEDENCE[:-1]:
+        for car_t in (True, False):
+            try:
+                parts.append(replies.for_category(category, settings.safety, car_t))
+            except (KeyError, ValueError):  # a category with no notice of its own (decision)
+                pass
+    fixed = [markdown((p,)) for p in parts]
     for piece in sorted(fixed, key=len, reverse=True):
         text = text.replace(piece, " ")
     for sentence in sorted((s for c in reply.citations for s in c.sentences), key=len, reverse=True):

@@ -453,7 +453,7 @@ def test_follow_up_suggestions_and_a_prompt_for_several_questions(page, server: 
     assert last_turn(page).locator(".pcl-user-text").inner_text() == expected[0]
     assert last_turn(page).locator(".pcl-answer a.pcl-cite").count() >= 1
 
-    several = "What is CT0596? What is overall survival?"
+    several = "What is CT0596? Who makes CT071? What is median overall survival? Who wrote the article?"
     parts = respond_api(server, several, history=[])["ask_separately"]
     page.locator("#pcl-delete").click()
     page.get_by_role("button", name="Delete", exact=True).click()

@@ -102,6 +102,7 @@ def test_telemetry_and_analytics_are_off(app, traffic, settings):
     assert traffic["config"]["analytics_enabled"] is False
     assert os.environ["ANONYMIZED_TELEMETRY"] == "False"
     assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
+    assert os.environ["ORT_DISABLE_TELEMETRY"] == "1"  # onnxruntime's usage events (1.29+)
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     from bot.store.chroma import chroma_settings
 

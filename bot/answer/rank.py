@@ -155,7 +155,7 @@ def answerable_features(q: Query, ranked: list[Candidate]) -> np.ndarray:
 
 
 def ranker_path(settings: Settings) -> Path:
-    return settings.index.corpus_dir / "models" / "ranker.json"
+    return settings.index.trained("ranker.json")
 
 
 def load_ranker(settings: Settings) -> RankerModel:

@@ -31,7 +31,7 @@ POOL_SCALE = 10.0  # the head reads the normalized mean-pooled vector times this
 
 
 def model_dir(settings: Settings) -> Path:
-    return settings.index.corpus_dir / "models" / "safety"
+    return settings.index.trained("safety")
 
 
 def decide(scores: dict[str, float], thresholds: dict[str, float]) -> set[str]:

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     yv = np.array([labels.index(m.label) for m in val])
     thresholds, recall, rate = thresholds_for(probs, yv)
 
-    folder = clf.model_dir(settings)
+    folder = settings.index.corpus_dir / "models" / "safety"  # the corpus folder's own
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(folder))
     (folder / "README.md").unlink(missing_ok=True)  # peft's model-card template, not ours

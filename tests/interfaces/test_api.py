@@ -26,6 +26,8 @@ CONTRACT_KEYS = [
     "follow_ups",
     "disclaimer",
     "latency_ms",
+    "mode",  # generated | extractive, and the generated sentences the guard dropped (additions)
+    "dropped",
 ]
 
 
