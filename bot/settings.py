@@ -123,7 +123,7 @@ class AnswerSettings:
     # The relevance floor: the learned probability that the sources answer the question at all;
     # then sentences within sentence_margin of the best one's probability join it. Both were
     # set on the dev split (python -m evals.train_ranker prints the best pair).
-    min_evidence: float = 0.55
+    min_evidence: float = 0.4
     sentence_margin: float = 0.5
     coverage_bonus: float = 0.1  # per topic word or code a follower adds that the chosen lack
     resolve_followups: bool = True

@@ -173,7 +173,12 @@ def test_respond_resolves_a_follow_up_with_the_history_the_page_sends(server: Ap
 
 
 def test_respond_offers_the_parts_a_several_question_message_left_out(server: AppServer) -> None:
-    asked = ["What is CT0596?", "Who makes CT071?", "What is median overall survival?", "Who wrote the article?"]
+    asked = [
+        "What is CT0596?",
+        "Who makes CT071?",
+        "What is median overall survival?",
+        "Who wrote the article?",
+    ]
     out = _respond(server, " ".join(asked))  # more parts than one reply answers
     assert out["questions"] == 4
     assert out["ask_separately"] and set(out["ask_separately"]) <= set(asked)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from reliability_fixtures import TRACE_MARKERS, PageSession, guarded_app
+from reliability_fixtures import TRACE_MARKERS, VALID_KINDS, PageSession, guarded_app
 
 from bot.interfaces import render
 from bot.settings import REPO_ROOT, Settings
@@ -26,7 +26,7 @@ from bot.settings import REPO_ROOT, Settings
 CLIENTS = int(os.environ.get("PCL_LOAD_CLIENTS", "32"))
 SECONDS = float(os.environ.get("PCL_LOAD_SECONDS", "40"))
 WARMUP_SECONDS = 8.0
-DISCLAIMER = Settings().disclaimer
+DISCLAIMERS = {Settings().disclaimer_for(kind) for kind in VALID_KINDS}  # worded per kind
 QUESTIONS = [
     "What is CT0596?",
     "What is plasma cell leukemia?",
@@ -71,7 +71,11 @@ def _api_question(http: httpx.Client, url: str, question: str, tally: Tally) -> 
     except httpx.HTTPError as exc:
         return tally.add("failed", 0.0, f"{type(exc).__name__}: {exc}")
     seconds = time.perf_counter() - started
-    if "event: complete" in result and DISCLAIMER in result and not any(m in result for m in TRACE_MARKERS):
+    if (
+        "event: complete" in result
+        and any(d in result for d in DISCLAIMERS)
+        and not any(m in result for m in TRACE_MARKERS)
+    ):
         return tally.add("ok", seconds)
     if "Queue is full" in result:
         return tally.add("busy", 0.0)

@@ -62,7 +62,11 @@ class Policy:
             )
 
         if q.problem:
-            return reply("invalid", q.problem, [notices.invalid(q.problem, s.safety, len(q.raw or ""))])
+            return reply(
+                "invalid",
+                q.problem,
+                [notices.invalid(q.problem, s.safety, len(q.raw) if isinstance(q.raw, str) else 0)],
+            )
         if risk is not None and risk.category in EMERGENCIES:
             kind, reason = REPLY_KIND[risk.category]
             car_t = replies.mentions_car_t([q.cleaned, *q.user_turns])
