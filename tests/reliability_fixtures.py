@@ -332,10 +332,8 @@ def own_words(reply, settings: Settings) -> str:
     parts += [p for has_facts in (True, False) for p in replies.decision(has_facts)]
     for category in PRECEDENCE[:-1]:
         for car_t in (True, False):
-            try:
+            with contextlib.suppress(ValueError):  # decision has no notice of its own
                 parts.append(replies.for_category(category, settings.safety, car_t))
-            except (KeyError, ValueError):  # a category with no notice of its own (decision)
-                pass
     fixed = [markdown((p,)) for p in parts]
     for piece in sorted(fixed, key=len, reverse=True):
         text = text.replace(piece, " ")
