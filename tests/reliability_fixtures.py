@@ -516,7 +516,16 @@ class GuardedApp:
         }
         command = [sys.executable, "-c", NETGUARD + _APP_MAIN, str(self.port)]
         if self.strace_log:
-            command = ["strace", "--seccomp-bpf", "-f", "-qq", "-e", "trace=connect", "-e", "signal=none"]
+            command = [
+                "strace",
+                "--seccomp-bpf",
+                "-f",
+                "-qq",
+                "-e",
+                "trace=connect,bind",
+                "-e",
+                "signal=none",
+            ]
             command += [
                 "-o",
                 str(self.strace_log),
@@ -575,6 +584,14 @@ class GuardedApp:
             line
             for line in self.strace_log.read_text().splitlines()
             if "connect(" in line and "AF_INET" in line
+        ]
+
+    def strace_binds(self) -> list[str]:
+        """bind() calls on IPv4/IPv6 sockets: the app's own listening port proves strace traces it."""
+        if not self.strace_log or not self.strace_log.exists():
+            return []
+        return [
+            line for line in self.strace_log.read_text().splitlines() if "bind(" in line and "AF_INET" in line
         ]
 
     def stop(self) -> None:

@@ -191,7 +191,7 @@ def test_broken_source_never_replaces_the_current_index(broken):
     assert (current_store(index), store_folders(index)) == before, "nothing half-built, nothing switched"
     # The app keeps answering from the last good index and says why it did not rebuild.
     bot = companion_for(settings)
-    assert field in bot.store.index.notice and "last good index" in bot.store.index.notice
+    assert field in bot.index.notice and "last good index" in bot.index.notice
     assert (current_store(index), store_folders(index)) == before
     reply = bot.ask("What is plasma cell leukemia?")
     assert_reply_is_safe(reply, settings)

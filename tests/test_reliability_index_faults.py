@@ -63,7 +63,7 @@ def fresh(template, tmp_path):
 def answers_from_corpus(settings, expect_notice: bool = False):
     """Start the bot as the app does and check it answers the test question with a citation."""
     bot = companion_for(settings)
-    assert bool(bot.store.index.notice) == expect_notice, bot.store.index.notice
+    assert bool(bot.index.notice) == expect_notice, bot.index.notice
     reply = bot.ask(QUESTION)
     assert_reply_is_safe(reply, settings)
     assert reply.kind == "answer", reply
@@ -79,7 +79,7 @@ def test_missing_index_folder_is_built_on_first_start(template, tmp_path):
     index = tmp_path / "not" / "there" / "yet"
     settings = settings_for(corpus, index)
     bot, _ = answers_from_corpus(settings)
-    assert bot.store.index.manifest["fingerprint"] == fingerprint(settings)
+    assert bot.index.manifest["fingerprint"] == fingerprint(settings)
     assert store_folders(index) == [current_store(index)]
 
 
@@ -185,7 +185,7 @@ def test_damaged_index_is_rebuilt_and_the_bot_answers(fresh, damage):
     damage(index / damaged)
     bot, _ = answers_from_corpus(settings)
     assert current_store(index) != damaged, "a damaged store must not stay current"
-    assert bot.store.index.manifest["fingerprint"] == fingerprint(settings)
+    assert bot.index.manifest["fingerprint"] == fingerprint(settings)
 
 
 def test_damaged_vector_segment_files_do_not_stop_answers(fresh):
@@ -232,7 +232,7 @@ def test_stale_fingerprint_rebuilds_with_the_new_content(fresh):
         "https://example.org/zorblatt",
     )
     bot = companion_for(settings)
-    assert not bot.store.index.notice
+    assert not bot.index.notice
     assert current_store(index) != old
     reply = bot.ask("What is the zorblatt marker?")
     assert reply.kind == "answer" and "zorblatt" in reply.answer.lower()
@@ -265,7 +265,7 @@ def test_disk_full_during_rebuild_keeps_the_last_good_index(fresh, monkeypatch):
 
     monkeypatch.setattr(client._LocalBuild, "commit", no_space)
     bot, _ = answers_from_corpus(settings, expect_notice=True)
-    assert "disk is full" in bot.store.index.notice and "last good index" in bot.store.index.notice
+    assert "disk is full" in bot.index.notice and "last good index" in bot.index.notice
     assert current_store(index) == good
     assert store_folders(index) == [good], "the half-built store must be removed"
 
@@ -284,7 +284,7 @@ def test_file_size_limit_during_rebuild_keeps_the_last_good_index(fresh):
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, limit)
         signal.signal(signal.SIGXFSZ, handler)
-    assert "Could not rebuild the search index" in bot.store.index.notice
+    assert "Could not rebuild the search index" in bot.index.notice
     assert current_store(index) == good and store_folders(index) == [good]
     reply = bot.ask(QUESTION)
     assert reply.kind == "answer" and reply.citations
@@ -311,7 +311,7 @@ def test_real_full_disk_during_rebuild_keeps_the_last_good_index(template, tmp_p
     settings = settings_for(corpus, index)
     _make_stale(settings)
     bot, _ = answers_from_corpus(settings, expect_notice=True)
-    assert "disk is full" in bot.store.index.notice
+    assert "disk is full" in bot.index.notice
     assert current_store(index) == good and store_folders(index) == [good]
 
 
@@ -332,7 +332,7 @@ def test_failed_rebuild_over_a_damaged_store_restores_the_previous_one(fresh, mo
     monkeypatch.setattr(client._LocalBuild, "commit", no_space)
     bot, _ = answers_from_corpus(settings, expect_notice=True)
     assert current_store(index) == previous, "the last good store must become current again"
-    assert bot.store.index.store.location.endswith(previous)
+    assert bot.index.store.location.endswith(previous)
 
 
 def test_no_good_index_and_a_failed_build_is_one_clear_error(template, tmp_path, monkeypatch):
@@ -371,7 +371,7 @@ class ModelVectors:  # the bundled model's vectors for this corpus, computed by 
 
 crash = os.environ.get("CRASH_AFTER_FIRST_WRITE") == "1"
 if crash:
-    def write_then_die(store, chunks, embeddings, progress):
+    def write_then_die(store, chunks, *rest):
         store.chunks.add(ids=["half"], embeddings=[vectors[next(iter(vectors))]], documents=["half"])
         os.kill(os.getpid(), signal.SIGKILL)  # the power goes out mid-build
     index._write_collections = write_then_die

@@ -189,5 +189,24 @@ def resolve(question: str, user_turns: Sequence[str], v: Vocabulary) -> str:
         return f"{prev_q} {target}" if ellipsis else f"{question} {target}"
     bare = len(question.split()) <= 3 and not re.search(r"\b[a-z]?[A-Z]{2,}", question)
     if last and (_REFERS_BACK.search(question) or ellipsis or bare):
-        return f"{question} {last}"
+        return _substituted(question, last) or f"{question} {last}"
     return question
+
+
+# A lone object or subject pronoun that can stand for a product, trial or record ("who can join
+# it?", "is it approved?"): replaced in place, so the question reads as if typed in full.
+_THING_PRONOUN = re.compile(r"\b(it|its|it's)\b", re.IGNORECASE)
+
+
+def _substituted(question: str, referent: str) -> str | None:
+    """The question with its one thing-pronoun replaced by the referent, or None."""
+    if (
+        referent.startswith("Patient")
+        or referent == "the author"
+        or len(_THING_PRONOUN.findall(question)) != 1
+    ):
+        return None
+    m = _THING_PRONOUN.search(question)
+    word = m.group(1).lower()
+    replacement = f"{referent}'s" if word == "its" else f"{referent} is" if word == "it's" else referent
+    return question[: m.start()] + replacement + question[m.end() :]
