@@ -23,7 +23,7 @@ from bot.answer.resolve import Resolve, Vocabulary
 from bot.answer.select import Select
 from bot.query import Query
 from bot.reply import Reply
-from bot.retrieval.lexicon import Lexicon
+from bot.retrieval.lexicon import Lexicon, word_pieces
 from bot.retrieval.questions import StoredQuestions
 from bot.retrieval.retrieve import Retrieve
 from bot.retrieval.search import HybridSearch
@@ -121,7 +121,8 @@ class Companion:
         )
         self.classifier = load_classifier(s, progress=progress)
         self.lexicon = Lexicon.from_texts(
-            d.page_content + " " + d.metadata.get("section", "") for d in self.search.docs
+            (d.page_content + " " + d.metadata.get("section", "") for d in self.search.docs),
+            dictionary=word_pieces(s.index.model_path),
         )
         ranker = load_ranker(s) if trained else None
         self.pipeline = Pipeline(

@@ -41,7 +41,8 @@ def copy_corpus(dst: Path) -> Path:
 
 
 def small_corpus(dst: Path) -> Path:
-    """A real but small corpus (first sections of the article, one trial, three glossary terms).
+    """A real but small corpus (first sections of the article, one trial, three glossary terms,
+    and the stored questions).
 
     It goes through the same loaders, chunker, model and Chroma as the real one, but builds in
     a second or two, so fault tests can rebuild an index many times within the time budget.
@@ -55,6 +56,9 @@ def small_corpus(dst: Path) -> Path:
     parts = re.split(r"(?m)^(?=## )", glossary)
     (dst / "glossary.md").write_text("".join(parts[:4]), encoding="utf-8")
     shutil.copy(CORPUS / "trials" / "NCT06333509.json", dst / "trials")
+    # The reviewed questions go with the text they ask about (those on left-out text are skipped):
+    # the ranker reads how close a question comes to them.
+    shutil.copytree(CORPUS / "questions", dst / "questions")
     return dst
 
 

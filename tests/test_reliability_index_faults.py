@@ -291,12 +291,14 @@ def test_file_size_limit_during_rebuild_keeps_the_last_good_index(fresh):
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A real 1.3 MB tmpfs: room for one small store, not for a second one."""
+def small_disk(template, tmp_path):
+    """A real tmpfs 1.3 times the size of the small corpus's index: room for one store, not two."""
+    used = sum(p.stat().st_size for p in Path(template[1]).rglob("*") if p.is_file())
     mount = tmp_path / "small-disk"
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1300k", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", f"size={int(used * 1.3 / 1024) + 64}k", "tmpfs", str(mount)],
+        capture_output=True,
     )
     if done.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root); the ENOSPC and EFBIG tests still run")
@@ -392,6 +394,8 @@ def _model_vectors(settings, path: Path) -> Path:
     """
     from bot.ingest.chunk import chunk_documents, embedding_text, units_of
     from bot.ingest.load import load_corpus
+    from bot.ingest.questions import load_questions
+    from bot.store.index import question_rows
 
     chunks = chunk_documents(
         load_corpus(settings.index.corpus_dir),
@@ -399,6 +403,8 @@ def _model_vectors(settings, path: Path) -> Path:
         settings.index.chunk_overlap_tokens,
     )
     texts = [embedding_text(c) for c in chunks] + [u.text for c in chunks for u in units_of(c)]
+    texts += [q for q, _ in question_rows(chunks, load_questions(settings.index.corpus_dir))]
+    texts = list(dict.fromkeys(texts))
     vectors = shared_embeddings().embed_documents(texts)
     path.write_text(json.dumps(dict(zip(texts, [list(map(float, v)) for v in vectors], strict=True))))
     return path

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bot.retrieval.search import STOPWORDS, identifiers, stem, tokenize
 
@@ -38,6 +39,14 @@ FRAME_WORDS = frozenset(
 _STEMMED_FRAME = frozenset(stem(w) for w in FRAME_WORDS)
 
 
+def word_pieces(model_path: str) -> list[str]:
+    """The whole words of the embedding model's vocabulary (`vocab.txt`), or none."""
+    vocab = Path(model_path) / "vocab.txt"
+    if not vocab.exists():
+        return []
+    return [w for w in vocab.read_text(encoding="utf-8").split() if not w.startswith(("##", "["))]
+
+
 @dataclass(frozen=True)
 class QueryTerms:
     expanded: str  # the question plus corrected spellings and synonyms (for BM25)
@@ -56,9 +65,13 @@ class Lexicon:
     passages: int = 1
     _known: set[str] = field(default_factory=set)
     _corrections: dict[str, str | None] = field(default_factory=dict)
+    # Whole words of ordinary English (the embedding model's word-piece vocabulary): such a word
+    # is what the person meant, not a typo, so "weather" is never repaired into "whether".
+    dictionary: frozenset[str] = frozenset()
+    pairs: frozenset[tuple[str, str]] = frozenset()  # adjacent words of the sources ("plasma", "cell")
 
     @classmethod
-    def from_texts(cls, texts: Iterable[str]) -> Lexicon:
+    def from_texts(cls, texts: Iterable[str], dictionary: Iterable[str] = ()) -> Lexicon:
         texts = list(texts)
         docs = [set(tokenize(text)) for text in texts]
         df: dict[str, int] = {}
@@ -69,6 +82,13 @@ class Lexicon:
         words = frozenset(w for text in texts for w in _WORD.findall(text.lower()))
         lex = cls(words, {t: math.log(1 + n / c) for t, c in df.items()}, df, n)
         lex._known = set(words) | set(STOPWORDS) | set(FRAME_WORDS)
+        lex.dictionary = frozenset(w for w in dictionary if w.isalpha() and len(w) >= 4)
+        lex.pairs = frozenset(
+            pair
+            for text in texts
+            for words in [_WORD.findall(text.lower())]
+            for pair in zip(words, words[1:], strict=False)
+        )
         return lex
 
     def rare_words(self, share: float = 0.05) -> frozenset[str]:
@@ -80,10 +100,20 @@ class Lexicon:
             if len(w) >= 3 and not w.isdigit() and self.df.get(stem(w), limit + 1) <= limit
         )
 
-    def correct(self, word: str) -> str | None:
-        """The known word a typo stands for (leukemya -> leukemia), or None."""
+    def correct(self, word: str, before: str = "", after: str = "") -> str | None:
+        """The known word a typo stands for (leukemya -> leukemia), or None.
+
+        A real English word the sources don't use ("weather") is taken as meant, unless its
+        repair forms a pair of words the sources use with a neighbour ("plasma sell" -> "plasma
+        cell"): a real-word typo shows only in context."""
         if word in self._known or word.isdigit():
             return word
+        if stem(word) in self.df:  # another form of a word the sources use (enroll: enrolment)
+            return word
+        if word in self.dictionary:
+            close = difflib.get_close_matches(word, self._known, n=3, cutoff=0.74)
+            fits = [c for c in close if (before, c) in self.pairs or (c, after) in self.pairs]
+            return fits[0] if fits else None
         if word not in self._corrections:
             match = None
             if len(word) >= 3 and not any(ch.isdigit() for ch in word):
@@ -102,10 +132,15 @@ class Lexicon:
         groups: list[frozenset[str]] = []
         weights: list[float] = []
         uncovered: list[str] = []
-        for word in dict.fromkeys(_WORD.findall(text.lower())):
+        said = _WORD.findall(text.lower())
+        neighbours = {
+            w: (said[i - 1] if i else "", said[i + 1] if i + 1 < len(said) else "")
+            for i, w in reversed(list(enumerate(said)))
+        }
+        for word in dict.fromkeys(said):
             if word in STOPWORDS or (len(word) < 2 and not word.isdigit()):
                 continue
-            fixed = self.correct(word)
+            fixed = self.correct(word, *neighbours[word])
             if fixed is None:
                 # Asked about, found nowhere: it weighs like the rarest word and is never held,
                 # so "How much does CT0596 cost?" is not answered with any sentence on CT0596.

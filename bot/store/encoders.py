@@ -204,7 +204,9 @@ def ensure_export(settings: Settings, spec: ExportSpec, progress: bool = False) 
 
 def _reuse(path: Path) -> bool:
     """The same export (same key, so the same inputs) made beside the default index folder:
-    linked or copied instead of exported again (a second index folder, tests, benchmarks)."""
+    linked instead of exported again (a second index folder, tests, benchmarks). A hard link
+    where the two share a disk, else a symbolic one (no 90 MB copy on a small disk); a copy
+    only where neither works."""
     from bot.settings import IndexSettings
 
     twin = Path(IndexSettings().index_dir) / "models" / path.name
@@ -215,7 +217,10 @@ def _reuse(path: Path) -> bool:
         try:
             os.link(twin, tmp)
         except OSError:
-            shutil.copyfile(twin, tmp)
+            try:
+                os.symlink(twin.resolve(), tmp)
+            except OSError:
+                shutil.copyfile(twin, tmp)
         os.replace(tmp, path)
         return True
     except OSError:

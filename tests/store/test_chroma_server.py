@@ -82,6 +82,7 @@ def small_corpus(tmp_path_factory) -> Path:
     (corpus / "trials").mkdir()
     shutil.copy(REPO_ROOT / "corpus" / "article.md", corpus)
     shutil.copy(REPO_ROOT / "corpus" / "trials" / "NCT06333509.json", corpus / "trials")
+    shutil.copytree(REPO_ROOT / "corpus" / "questions", corpus / "questions")  # the ranker reads them
     return corpus
 
 
