@@ -26,6 +26,13 @@ SELF_HARM_EXPLICIT = _rx(
     r"\bself[-\s]?harm",
     r"\b(no\s+reason\s+to\s+live|better\s+off\s+dead)\b",
     r"\boverdos(e|ing)\s+on\s+purpose\b",
+    # Any verb of injury turned on oneself ("hang myself", "drown myself"), and cutting or piercing
+    # one's own vessels: the grammar of self-directed harm, whatever the method.
+    r"\b(hang|hanging|hanged|cut|cutting|stab|stabbing|shoot|shooting|poison|poisoning|drown|drowning|"
+    r"burn|burning|starve|starving|strangle|strangling|suffocate|suffocating|smother|electrocute|"
+    r"injure|injuring|mutilate|mutilating|slit|slitting)\s+(my|him|her|them)sel(f|ves)\b",
+    r"\b(cut|cutting|slit|slitting|slash|slashing|sever|severing|pierce|piercing|open|opening)\s+"
+    r"(up\s+)?my\s+(own\s+)?(\w+\s+)?(wrists?|arter(y|ies)|veins?|throat)\b",
 )
 
 SYMPTOM = _rx(

@@ -32,3 +32,28 @@ def test_backstop_adds_explicit_self_harm_and_personal_symptoms():
     assert "self_harm" in rules.backstop("I want to end my life")
     assert "symptoms" in rules.backstop("my wife has a temp of 38.7")
     assert "symptoms" not in rules.backstop("what counts as a fever?")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "been thinking about drowning myself in the lake",
+        "i could just slit my wrists tonight",
+        "what would happen if i suffocated... no, if i suffocate myself",
+        "best place to cut my own veins",
+    ],
+)
+def test_backstop_reads_self_directed_harm_whatever_the_method(text):
+    assert "self_harm" in rules.backstop(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "can CT0596 cells cut myeloma down fast",
+        "my throat is sore after CAR-T",
+        "does the drug poison the tumour",
+    ],
+)
+def test_harm_words_not_turned_on_oneself_are_not_self_harm(text):
+    assert "self_harm" not in rules.backstop(text)
