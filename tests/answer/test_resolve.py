@@ -34,7 +34,7 @@ def test_contrasts_are_read_off_glossary_headings():
 @pytest.mark.parametrize(
     "earlier, question, expected",
     [
-        ("tell me about CT071", "who can enroll in it?", "who can enroll in it? CT071"),
+        ("tell me about CT071", "who can enroll in it?", "who can enroll in CT071?"),
         ("what happened to patient 1?", "what about the second one?", "what happened to Patient 2?"),
         (
             "what is the median OS for primary PCL?",
