@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bot.ingest.chunk import Unit, units_of
 from bot.query import Query
-from bot.retrieval.search import Hit, tokenize
+from bot.retrieval.search import Hit, token_set
 from bot.safety.planted import looks_planted
 from bot.settings import Settings
 from bot.store.index import IndexHandle
@@ -192,7 +192,11 @@ class Rank:
         cands = candidates(q, vectors)
         if cands and self.model is not None:
             probs = self.model.probability(np.vstack([c.features for c in cands]))
-            cands = [replace(c, score=float(p)) for c, p in zip(cands, probs, strict=True)]
+            # The constructor, not dataclasses.replace: a few dozen candidates per question.
+            cands = [
+                Candidate(c.hit, c.j, c.unit, float(p), c.vec, c.features, c.coverage, c.similarity, c.held)
+                for c, p in zip(cands, probs, strict=True)
+            ]
         q.candidates = cands
 
 
@@ -215,7 +219,7 @@ def candidates(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
         md = hit.chunk.metadata
         kind = md.get("kind", "")
         labels = " ".join(u.text for u in units if u.label)
-        section_tokens = set(tokenize(f"{md.get('section', '')} {labels}"))
+        section_tokens = token_set(f"{md.get('section', '')} {labels}")
         context = f"{md.get('section', '')} {labels} {md.get('source_id', '')}".lower()
         passage = hit.chunk.page_content.lower()
         if trials and not any(t in passage or t in context for t in trials):
@@ -229,7 +233,7 @@ def candidates(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
         for j, unit in enumerate(units):
             if unit.label or looks_planted(unit.text):
                 continue
-            u_tokens = set(tokenize(unit.text)) | section_tokens
+            u_tokens = set(token_set(unit.text)) | section_tokens
             if kind == "article" and first_person(unit.text):
                 u_tokens.add("author")  # the author's own words answer "what does the author think"
             text = unit.text.lower()
