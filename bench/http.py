@@ -48,7 +48,7 @@ class App:
         self.env = os.environ | {
             "GRADIO_SERVER_NAME": "127.0.0.1",
             "GRADIO_SERVER_PORT": str(self.port),
-            "PCL_API_RATE_PER_MINUTE": "100000000",
+            "PCL_API_RATE_PER_MINUTE": "1000000",
             "PCL_API_RATE_BURST": "100000",
         }
         self.env |= env or {}

@@ -51,7 +51,7 @@ def test_the_exact_scan_in_memory_finds_what_chroma_finds(companion):
     by_chroma = HybridSearch(companion.index, exact_max=0)
     assert companion.search._matrix is not None and by_chroma._matrix is None
     questions = ["What is CT0596?", "how long do people with primary PCL live", "Who sponsors CT071?", "x"]
-    for q, qvec in zip(questions, embed_texts(companion.embeddings, questions), strict=True):
+    for qvec in embed_texts(companion.embeddings, questions):
         for k in (1, 12, len(companion.search.docs)):
             ours, theirs = companion.search.dense(qvec, k), by_chroma.dense(qvec, k)
             assert [i for i, _ in ours] == [i for i, _ in theirs]
