@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.measure import MachineLoad, proc_status, summary, tree_rss_mb
+from bench.measure import MachineLoad, proc_status, process_cpu_seconds, summary, tree_rss_mb
 from bench.questions import Question
 from bot.settings import REPO_ROOT
 
@@ -218,6 +218,7 @@ def load(
     for th in threads:
         th.start()
     meter = MachineLoad.start(pids=(app_pid,))
+    app0 = process_cpu_seconds(app_pid)
     cpu0 = time.process_time()
     deadline[0] = time.perf_counter() + seconds
     t0 = time.perf_counter()
@@ -226,6 +227,7 @@ def load(
         th.join(timeout=seconds + 300)
     wall = time.perf_counter() - t0
     client_cpu = time.process_time() - cpu0
+    app_cpu = process_cpu_seconds(app_pid) - app0
     for c in made:
         with contextlib.suppress(Exception):  # closing is best effort
             c.close()
@@ -241,5 +243,7 @@ def load(
         "error_rate": round((done - outcomes["ok"]) / done, 4) if done else None,
         "failure_examples": examples,
         "client_cpu_cores": round(client_cpu / wall, 2),
+        "app_cpu_cores": round(app_cpu / wall, 2),
+        "app_cpu_ms_per_answer": round(app_cpu * 1000 / outcomes["ok"], 2) if outcomes["ok"] else None,
         "machine": meter.stop(),
     }

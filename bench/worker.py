@@ -1,6 +1,7 @@
 """One measurement in its own process, so its memory and start-up are its own.
 
-    python -m bench.worker api    --out R.json [--rounds N]
+    python -m bench.worker floors --out R.json [--rounds N --every N]
+    python -m bench.worker api    --out R.json [--rounds N --every N]
     python -m bench.worker build  --out R.json --corpus DIR --index DIR
     python -m bench.worker query  --out R.json --corpus DIR --index DIR [--questions N --rounds N]
     python -m bench.worker cold   --out R.json
@@ -34,11 +35,84 @@ def _settings(args):
     return s
 
 
+def floors(args) -> dict:
+    """The embedding model alone, as the app ran it before (sentence-transformers on torch) and as
+    it runs it now (the ONNX export on onnxruntime), interleaved per question in rotating order:
+    one question per call, then a batch of 32 (what the batcher runs under load). The safety
+    classifier's ONNX pass is timed beside them (the guard's share of an answer). Its own process:
+    torch is never loaded where the app's numbers are taken."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from bench.measure import summary
+    from bench.questions import load_questions
+    from bot.safety.classifier import load_classifier
+    from bot.store.embed import embed_query, load_embeddings
+
+    settings = _settings(args)
+    onnx = load_embeddings(settings)
+    classifier = load_classifier(settings)
+    torch_model = SentenceTransformer(settings.index.model_path, device="cpu", local_files_only=True)
+    questions, source = load_questions()
+    texts = [q.text for q in questions[:: args.every] if q.text.strip()]
+
+    def run_onnx(t):
+        return embed_query(onnx, t)
+
+    def run_torch(t):
+        return torch_model.encode([t], normalize_embeddings=True)[0]
+
+    def run_safety(t):
+        return classifier.encoder([t])[0] if classifier is not None else None
+
+    variants = [("onnx", run_onnx), ("torch", run_torch), ("safety_onnx", run_safety)]
+    cosines = []
+    for t in texts:  # warm-up, and the two runtimes' vectors compared
+        a, b = run_onnx(t), run_torch(t)
+        run_safety(t)
+        cosines.append(float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))))
+    one: dict[str, list[float]] = {name: [] for name, _ in variants}
+    for r in range(args.rounds):
+        for i, t in enumerate(texts):
+            k = (i + r) % len(variants)
+            for name, fn in variants[k:] + variants[:k]:
+                start = time.perf_counter()
+                fn(t)
+                one[name].append(_ms(start))
+    batch = texts[:32]
+    many: dict[str, list[float]] = {"onnx": [], "torch": [], "safety_onnx": []}
+    for _ in range(5 if args.rounds == 1 else 15):
+        start = time.perf_counter()
+        onnx.encode(batch)
+        many["onnx"].append(_ms(start))
+        start = time.perf_counter()
+        torch_model.encode(batch, normalize_embeddings=True, batch_size=32)
+        many["torch"].append(_ms(start))
+        if classifier is not None:
+            start = time.perf_counter()
+            classifier.encoder(batch)
+            many["safety_onnx"].append(_ms(start))
+    import torch
+
+    return {
+        "questions": source,
+        "asked": len(texts),
+        "rounds": args.rounds,
+        "one": {k: summary(v) for k, v in one.items()},
+        "batch32": {k: summary(v) for k, v in many.items()},
+        "batch_size": len(batch),
+        "cosine_onnx_torch": {"min": round(min(cosines), 6), "mean": round(float(np.mean(cosines)), 6)},
+        "torch_threads": torch.get_num_threads(),
+        "onnx_threads": settings.models.threads or os.cpu_count(),
+    }
+
+
 def api(args) -> dict:
-    """Warm latency of `Companion.ask` over the eval questions, next to the embedding floors (the
-    ONNX model the app runs, and the torch model it ran before) and the tutorial LangChain
-    retriever over the same store, interleaved per question. Before each timed answer the
-    engine's caches are emptied, so every answer pays for its model passes."""
+    """Warm latency of `Companion.ask` over the eval questions, next to the ONNX embedding floor
+    (the model the app runs, alone) and the tutorial LangChain retriever over the same store,
+    interleaved per question. Before each timed answer the engine's caches are emptied, so every
+    answer pays for its model passes. No torch in this process: its memory is the engine's."""
+    import numpy as np
     from langchain_chroma import Chroma
 
     from bench.measure import proc_status, summary
@@ -58,13 +132,9 @@ def api(args) -> dict:
     ).as_retriever(search_kwargs={"k": 4})
     questions, source = load_questions()
     questions = questions[:: args.every]
-    torch_model = _torch_model(settings)
 
     def floor(q):  # the ONNX embedding alone: what the app runs
         embed_query(companion.embeddings, q.text)
-
-    def torch_floor(q):  # the same model on torch (sentence-transformers), as the app ran it before
-        torch_model.encode([q.text], normalize_embeddings=True)
 
     def ours(q):
         return companion.ask(q.text, q.history)
@@ -74,15 +144,15 @@ def api(args) -> dict:
         assert len(docs) == 4 or not q.text.strip()
 
     for q in questions:  # warm-up: first calls pay one-off costs (allocators, lazy imports)
-        ours(q), floor(q), torch_floor(q), base(q)
+        ours(q), floor(q), base(q)
 
-    names = ("floor", "torch_floor", "ours", "baseline")
+    names = ("floor", "ours", "baseline")
     rows = {q.id: {n: [] for n in names} | {"reply_ms": [], "stages": []} for q in questions}
     kinds = {}
     for r in range(args.rounds):
         for i, q in enumerate(questions):
             # Rotate the order so no variant always runs first (cache, CPU frequency, neighbours).
-            order = [("floor", floor), ("torch_floor", torch_floor), ("ours", ours), ("baseline", base)]
+            order = [("floor", floor), ("ours", ours), ("baseline", base)]
             k = (i + r) % len(order)
             order = order[k:] + order[:k]
             for name, fn in order:
@@ -108,7 +178,6 @@ def api(args) -> dict:
                 "followup": bool(q.history),
                 "ours_ms": row["ours"],
                 "floor_ms": row["floor"],
-                "torch_floor_ms": row["torch_floor"],
                 "baseline_ms": row["baseline"],
                 "reply_latency_ms": row["reply_ms"],
                 "stages_ms": row["stages"],
@@ -142,11 +211,9 @@ def api(args) -> dict:
         ]
         return {"p50": round(float(np.median(ratios)), 3), "p95": round(float(np.percentile(ratios, 95)), 3)}
 
-    import numpy as np
-
     any_question = lambda p: True  # noqa: E731
     retrieval = lambda p: p["retrieved"]  # noqa: E731
-    keys = ("ours_ms", "floor_ms", "torch_floor_ms", "baseline_ms")
+    keys = ("ours_ms", "floor_ms", "baseline_ms")
     return {
         "questions": source,
         "asked": len(questions),
@@ -158,37 +225,15 @@ def api(args) -> dict:
         "all": {k: summary(collect(any_question, k)) for k in keys},
         "retrieval": {k: summary(collect(retrieval, k)) for k in keys},
         "retrieval_best": {k: summary(best(retrieval, k)) for k in keys},
+        "stages_all": stage_stats(any_question),
         "stages_retrieval": stage_stats(retrieval),
         "paired_ratio_to_floor": paired("floor_ms"),
-        "paired_ratio_to_torch_floor": paired("torch_floor_ms"),
         "paired_ratio_to_baseline": paired("baseline_ms"),
-        "batch32_ms": _batch_floors(companion, torch_model, [q.text for q in questions if q.text.strip()]),
+        "prefetched": companion.embedder.prefetched,
         "memory_engine_mb": memory_engine,
         "memory_mb": proc_status(),
         "per_question": per_question,
     }
-
-
-def _torch_model(settings):
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(settings.index.model_path, device="cpu", local_files_only=True)
-
-
-def _batch_floors(companion, torch_model, texts: list[str], rounds: int = 15) -> dict:
-    """32 questions in one call: ONNX (what the batcher runs under load) and torch."""
-    from bench.measure import summary
-
-    batch = texts[:32]
-    out: dict[str, list[float]] = {"onnx": [], "torch": []}
-    for _ in range(rounds):
-        t = time.perf_counter()
-        companion.embeddings.encode(batch)
-        out["onnx"].append(_ms(t))
-        t = time.perf_counter()
-        torch_model.encode(batch, normalize_embeddings=True, batch_size=32)
-        out["torch"].append(_ms(t))
-    return {k: summary(v) for k, v in out.items()}
 
 
 def build(args) -> dict:
@@ -330,7 +375,7 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING)
     p = argparse.ArgumentParser(prog="python -m bench.worker")
-    p.add_argument("what", choices=("api", "build", "query", "cold"))
+    p.add_argument("what", choices=("floors", "api", "build", "query", "cold"))
     p.add_argument("--out", required=True)
     p.add_argument("--corpus")
     p.add_argument("--index")
@@ -340,7 +385,7 @@ def main() -> None:
     p.add_argument("--built-at", default="")
     p.add_argument("--spawned-at", type=float, default=0.0)
     args = p.parse_args()
-    result = {"api": api, "build": build, "query": query, "cold": cold}[args.what](args)
+    result = {"floors": floors, "api": api, "build": build, "query": query, "cold": cold}[args.what](args)
     Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
 
 
