@@ -247,6 +247,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rebuild", action="store_true", help="rebuild kept growth indexes even when they are current"
     )
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"where the JSON and the run's folder go (default {RESULTS.relative_to(REPO_ROOT)}/)",
+    )
     report = p.add_mutually_exclusive_group()
     report.add_argument(
         "--write-report",
@@ -337,18 +343,28 @@ def _phase(results: dict, name: str, fn) -> None:
         }
 
 
-def results_paths(stamp: str, results_dir: Path = RESULTS) -> tuple[Path, Path]:
-    """(the run's JSON, the folder for its raw files and report) under bench/results/."""
+def results_paths(stamp: str, results_dir: Path | None = None) -> tuple[Path, Path]:
+    """(the run's JSON, the folder for its raw files and report), under bench/results/ by default."""
+    results_dir = Path(results_dir or RESULTS)
     return results_dir / f"{stamp}.json", results_dir / stamp
+
+
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def report_dir(args: argparse.Namespace, failed: list[str], out_dir: Path) -> Path | None:
+    """Where the report goes: the run's own folder, or None (over the committed BENCHMARKS.md),
+    which only `--write-report` asks for, and only when every phase ran."""
+    return None if args.write_report and not failed else out_dir
 
 
 def _run(args: argparse.Namespace) -> int:
     phases = [p for p in PHASES if p in (args.only or PHASES)]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    path, out_dir = results_paths(stamp)
-    out_dir.mkdir(parents=True)
-    work = Path(tempfile.mkdtemp(prefix="pcl-bench-"))
+    path, out_dir = results_paths(stamp, args.results_dir)
     results: dict = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "mode": "quick" if args.quick else "default",
@@ -359,6 +375,8 @@ def _run(args: argparse.Namespace) -> int:
         ).stdout.strip(),
         "phases": phases,
     }
+    out_dir.mkdir(parents=True)
+    work = Path(tempfile.mkdtemp(prefix="pcl-bench-"))
     try:
         _say(f"load average {results['loadavg_at_start']}; building the real index if needed")
         manifest = ensure_index()
@@ -422,18 +440,18 @@ def _run(args: argparse.Namespace) -> int:
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     failed = [p for p in phases if isinstance(results.get(p), dict) and "error" in results[p]]
     path.write_text(json.dumps(results, indent=1), encoding="utf-8")
-    _say(f"results: {path.relative_to(REPO_ROOT)}")
+    _say(f"results: {_shown(path)}")
     if not args.no_report:
         from bench.report import write_report
 
-        committed = args.write_report and not failed
-        if args.write_report and failed:
+        target = report_dir(args, failed, out_dir)
+        if args.write_report and target is not None:
             _say(
-                f"phases failed ({', '.join(failed)}): the report goes to {out_dir.relative_to(REPO_ROOT)}/, "
+                f"phases failed ({', '.join(failed)}): the report goes to {_shown(out_dir)}/, "
                 "BENCHMARKS.md is left as it was"
             )
-        for written in write_report(results, path, out_dir=None if committed else out_dir):
-            _say(f"wrote {written.relative_to(REPO_ROOT)}")
+        for written in write_report(results, path, out_dir=target):
+            _say(f"wrote {_shown(written)}")
     if failed:
         _say(f"failed phases: {', '.join(failed)}")
         return 1
