@@ -117,7 +117,10 @@ class Companion:
         self.index.warm()
         self.search = HybridSearch(self.index, rrf_k=s.retrieval.rrf_k)
         self.embedder = Embedder(
-            self.embeddings, max_batch=s.models.max_batch, max_wait_ms=s.models.batch_wait_ms
+            self.embeddings,
+            cache_size=s.models.cache_texts,
+            max_batch=s.models.max_batch,
+            max_wait_ms=s.models.batch_wait_ms,
         )
         self.classifier = load_classifier(s, progress=progress)
         self.lexicon = Lexicon.from_texts(

@@ -242,6 +242,10 @@ class Encoder:
         # rest of the process (and from the other encoder); they sleep instead.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No memory arena: the arena keeps the largest batch's buffers for good (a batch of 32 long
+        # texts grew the process by ~300 MB and never gave it back); without it they are freed after
+        # each run, at no measurable cost per call.
+        options.enable_cpu_mem_arena = False
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.output = self.session.get_outputs()[0].name
         self.width = int(self.session.get_outputs()[0].shape[-1])
