@@ -198,6 +198,7 @@ def ensure_export(settings: Settings, spec: ExportSpec, progress: bool = False) 
                 with contextlib.suppress(OSError):
                     old.unlink()
                     old.with_suffix(".json").unlink(missing_ok=True)
+                    old.with_name(f"{old.stem}.tables.json").unlink(missing_ok=True)
         log.info("exported %s in %.1f s", path.name, time.perf_counter() - started)
     return path
 
@@ -224,6 +225,72 @@ def _reuse(path: Path) -> bool:
         return False
 
 
+_MAPPED_MIN_BYTES = 8 << 20  # lookup tables this large are read from a memory-mapped file
+_TABLES_FORMAT = 1
+
+
+def mapped_tables(path: Path) -> dict[str, np.ndarray]:
+    """The graph's large lookup tables (the 45 MB word-embedding table; any initializer of at
+    least 8 MB read by a Gather), as read-only memory maps of .npy files beside the export.
+
+    onnxruntime copies every initializer into the process, yet a question reads a few dozen
+    rows of the word-embedding table: mapped from a file, only those pages are resident, and
+    the two encoders, whose tables are the same bytes, map the same file. The tables are taken
+    out of the graph once (with the `onnx` library) and listed in `<export>.tables.json`; the
+    values are identical, so are the outputs."""
+    listing = path.with_name(f"{path.stem}.tables.json")
+    try:
+        meta = json.loads(listing.read_text(encoding="utf-8"))
+        if meta.get("format") != _TABLES_FORMAT:
+            raise ValueError("format")
+    except (OSError, ValueError):
+        meta = _extract_tables(path, listing)
+    out = {}
+    for name, file in meta["tables"].items():
+        where = path.parent / file
+        try:
+            with _maps_lock:  # one mapping per file: both encoders read the same pages
+                if where not in _maps:
+                    _maps[where] = np.load(where, mmap_mode="r")
+                out[name] = _maps[where]
+        except (OSError, ValueError):  # removed or damaged: the graph's own copy is used
+            log.warning("lookup table %s unreadable; using the copy inside %s", file, path.name)
+            return {}
+    return out
+
+
+_maps: dict[Path, np.ndarray] = {}
+_maps_lock = threading.Lock()
+
+
+def _extract_tables(path: Path, listing: Path) -> dict:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    gathered = {n.input[0] for n in model.graph.node if n.op_type == "Gather" and n.input}
+    tables = {}
+    for init in model.graph.initializer:
+        if init.name not in gathered or len(init.raw_data) < _MAPPED_MIN_BYTES:
+            continue
+        value = numpy_helper.to_array(init)
+        file = f"table-{hashlib.sha256(value.tobytes()).hexdigest()[:16]}.npy"
+        if not (path.parent / file).exists():  # the same table in another graph: one file
+            tmp = path.parent / f".{file}.{os.getpid()}.{threading.get_ident()}.npy"
+            np.save(tmp, value)
+            os.replace(tmp, path.parent / file)
+        tables[init.name] = file
+    del model
+    meta = {"format": _TABLES_FORMAT, "tables": tables}
+    tmp = listing.with_name(f".{listing.name}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        os.replace(tmp, listing)
+    except OSError as exc:  # read-only models folder: extracted again next time
+        log.warning("could not write %s (%s)", listing, exc)
+    return meta
+
+
 class Encoder:
     """One ONNX graph and its tokenizer: texts in, one row of floats per text out."""
 
@@ -232,6 +299,7 @@ class Encoder:
         from tokenizers import Tokenizer
 
         self.path = path
+        self.tokenizer_file = tokenizer_file
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.no_padding()  # tokenizer.json pads to 128; pad per batch instead
         self.tokenizer.enable_truncation(MAX_TOKENS)
@@ -246,6 +314,17 @@ class Encoder:
         # texts grew the process by ~300 MB and never gave it back); without it they are freed after
         # each run, at no measurable cost per call.
         options.enable_cpu_mem_arena = False
+        # Large lookup tables from memory-mapped files (see `mapped_tables`); kept referenced here,
+        # since the session reads them in place.
+        self._tables = {}
+        try:
+            tables = mapped_tables(path)
+        except Exception as exc:  # noqa: BLE001 - a memory saving only: the graph holds the tables too
+            log.warning("lookup tables of %s not mapped (%s: %s)", path.name, type(exc).__name__, exc)
+            tables = {}
+        for name, table in tables.items():
+            self._tables[name] = ort.OrtValue.ortvalue_from_numpy(table)
+            options.add_initializer(name, self._tables[name])
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.output = self.session.get_outputs()[0].name
         self.width = int(self.session.get_outputs()[0].shape[-1])

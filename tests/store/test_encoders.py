@@ -127,3 +127,23 @@ def test_exports_live_beside_the_index(settings, name) -> None:
     spec = embed_spec(settings) if name == "embed" else safety_spec(settings, model_dir(settings))
     path = ensure_export(settings, spec)
     assert path.parent == Path(settings.index.index_dir) / "models" and path.name.startswith(f"{name}-")
+
+
+def test_the_word_embedding_table_is_one_memory_mapped_file(companion, monkeypatch) -> None:
+    """Both encoders read their 45 MB word-embedding table from the same mapped .npy (only the
+    rows read are resident), and give exactly what the graph with its own copy gives."""
+    from bot.store import encoders
+
+    embed, safety = companion.embeddings.encoder, companion.classifier.encoder
+    assert embed._tables and safety._tables
+    maps = [encoders.mapped_tables(e.path) for e in (embed, safety)]
+    assert all(isinstance(t, np.memmap) for m in maps for t in m.values())
+    assert {id(t) for t in maps[0].values()} == {id(t) for t in maps[1].values()}  # one mapping
+    listing = json.loads(embed.path.with_name(f"{embed.path.stem}.tables.json").read_text(encoding="utf-8"))
+    assert list(listing["tables"]) == ["bert.embeddings.word_embeddings.weight"]
+
+    monkeypatch.setattr(encoders, "mapped_tables", lambda path: {})
+    for mapped in (embed, safety):
+        own = encoders.Encoder(mapped.path, Path(mapped.tokenizer_file))
+        assert not own._tables
+        assert np.array_equal(own(TEXTS), mapped(TEXTS))
