@@ -50,6 +50,10 @@ class App:
             "GRADIO_SERVER_PORT": str(self.port),
             "PCL_API_RATE_PER_MINUTE": "1000000",
             "PCL_API_RATE_BURST": "100000",
+            # The load cycles through a few hundred eval questions: with the app's memory of recent
+            # texts every question after the first round would skip both model passes. Off, every
+            # answer pays for them, as a stream of new questions would.
+            "PCL_CACHE_TEXTS": "0",
         }
         self.env |= env or {}
         self.peak_tree_rss_mb = 0.0
