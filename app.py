@@ -159,6 +159,27 @@ def limit_malloc_growth() -> bool:
     return done
 
 
+def import_page_early():
+    """Import the page's modules (Gradio, FastAPI, uvicorn: the slowest imports of the app) on a
+    thread while the engine loads. Loading the models and the index spends most of its time in
+    onnxruntime and Chroma code that releases the GIL, so the two overlap. A failure here is left
+    for the main thread's own import, where its error is reported."""
+    import threading
+
+    def run() -> None:
+        try:
+            import uvicorn  # noqa: F401
+
+            import bot.interfaces.api  # noqa: F401
+            import bot.interfaces.ui  # noqa: F401
+        except BaseException:  # noqa: BLE001, S110 - imported again on the main thread
+            pass
+
+    thread = threading.Thread(target=run, name="import-page", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     limit_malloc_growth()
@@ -182,14 +203,20 @@ def main(argv: list[str] | None = None) -> int:
     print("Loading the embedding model and the local index (the first start builds it)…", flush=True)
     started, started_wall = time.perf_counter(), time.time()
     try:
-        from bot.interfaces.ui import build, launch_options
+        import onnxruntime  # noqa: F401  (before the page's import starts: no module is imported twice at once)
+        import tokenizers  # noqa: F401
+
         from bot.pipeline import Companion
 
+        page = import_page_early()
         try:
             companion = Companion(settings, progress=True)
         except (CorpusError, IndexError_, ConfigError) as exc:
             print(f"Cannot start: {exc}", file=sys.stderr)
             return 1
+        engine_s = time.perf_counter() - started
+        page.join()
+        from bot.interfaces.ui import build, launch_options
     except KeyboardInterrupt:
         print("\nStopped before the app was ready.", file=sys.stderr)
         return 130
@@ -197,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     if built:
         chunks = f" ({built['chunks']} passages)" if "chunks" in built else ""
         print(f"Index built in {float(built['build_seconds']):.1f} s{chunks}.", flush=True)
-    print(f"Engine ready in {time.perf_counter() - started:.1f} s. Starting the web page…", flush=True)
+    print(f"Engine ready in {engine_s:.1f} s. Starting the web page…", flush=True)
 
     demo = build(companion)
     demo.queue(default_concurrency_limit=settings.app.concurrency_limit, max_size=settings.app.max_queue)
