@@ -603,12 +603,15 @@ def render(
             "## Floors: the embedding model alone",
             "",
             f"all-MiniLM-L6-v2 on {floors['questions']}, {floors['asked']} questions × {floors['rounds']} rounds, "
-            "one question per call, the variants interleaved per question in rotating order, in a process "
-            f"of its own: sentence-transformers on torch ({floors['torch_threads']} threads; how the app "
-            f"ran before), and the ONNX export on onnxruntime ({floors['onnx_threads']} threads; how it runs "
-            "now). The safety classifier's ONNX pass (the same encoder with its adapter merged, and a head) "
-            f"is timed beside them. ONNX and torch vectors agree: cosine ≥ {floors['cosine_onnx_torch']['min']:.4f} "
-            f"(mean {floors['cosine_onnx_torch']['mean']:.6f}). {_load_line(floors.get('machine_load'))}.",
+            "one question per call, then 32 questions in one call; each runtime in a process of its own (torch's "
+            "OpenMP threads spin after each call and would slow anything beside them): sentence-transformers "
+            f"on torch ({floors['torch_threads']} threads; how the app ran before) and the ONNX export on "
+            f"onnxruntime ({floors['onnx_threads']} threads; how it runs now), with the safety classifier's "
+            "ONNX pass (the same encoder with its adapter merged, and a head) interleaved with the ONNX "
+            f"embedding. ONNX and torch vectors agree: cosine ≥ {floors['cosine_onnx_torch']['min']:.4f} "
+            f"(mean {floors['cosine_onnx_torch']['mean']:.6f}). ONNX process: "
+            f"{_load_line((floors.get('machine_load') or {}).get('onnx'))}; torch process: "
+            f"{_load_line((floors.get('machine_load') or {}).get('torch'))}.",
             "",
             "| ms | one question p50 | p95 | p99 | 32 questions in one call p50 | p95 | per question |",
             "| --- | --- | --- | --- | --- | --- | --- |",

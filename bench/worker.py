@@ -1,6 +1,6 @@
 """One measurement in its own process, so its memory and start-up are its own.
 
-    python -m bench.worker floors --out R.json [--rounds N --every N]
+    python -m bench.worker floors --out R.json --runtime onnx|torch [--rounds N --every N]
     python -m bench.worker api    --out R.json [--rounds N --every N]
     python -m bench.worker build  --out R.json --corpus DIR --index DIR
     python -m bench.worker query  --out R.json --corpus DIR --index DIR [--questions N --rounds N]
@@ -36,75 +36,71 @@ def _settings(args):
 
 
 def floors(args) -> dict:
-    """The embedding model alone, as the app ran it before (sentence-transformers on torch) and as
-    it runs it now (the ONNX export on onnxruntime), interleaved per question in rotating order:
-    one question per call, then a batch of 32 (what the batcher runs under load). The safety
-    classifier's ONNX pass is timed beside them (the guard's share of an answer). Its own process:
-    torch is never loaded where the app's numbers are taken."""
+    """The embedding model alone, one runtime per process (`--runtime`): sentence-transformers on
+    torch, as the app ran it before, or the ONNX export on onnxruntime, as it runs it now (with the
+    safety classifier's ONNX pass beside it, the guard's share of an answer). One question per
+    call over the eval questions, then a batch of 32 (what the batcher runs under load).
+
+    A process per runtime: torch's OpenMP threads keep spinning after each call, which in one
+    process slowed the ONNX runs beside them (and on a busy machine torch itself by 40x), and
+    torch is never loaded where the app's numbers are taken. The torch process also compares the
+    two runtimes' vectors, before anything is timed."""
     import numpy as np
-    from sentence_transformers import SentenceTransformer
 
     from bench.measure import summary
     from bench.questions import load_questions
-    from bot.safety.classifier import load_classifier
     from bot.store.embed import embed_query, load_embeddings
 
     settings = _settings(args)
-    onnx = load_embeddings(settings)
-    classifier = load_classifier(settings)
-    torch_model = SentenceTransformer(settings.index.model_path, device="cpu", local_files_only=True)
     questions, source = load_questions()
     texts = [q.text for q in questions[:: args.every] if q.text.strip()]
+    batch = texts[:32]
+    onnx = load_embeddings(settings)
+    out: dict = {"questions": source, "asked": len(texts), "rounds": args.rounds, "batch_size": len(batch)}
+    if args.runtime == "torch":
+        import torch
+        from sentence_transformers import SentenceTransformer
 
-    def run_onnx(t):
-        return embed_query(onnx, t)
+        model = SentenceTransformer(settings.index.model_path, device="cpu", local_files_only=True)
+        cosines = []
+        for t in texts:  # warm-up, and the two runtimes' vectors compared
+            a, b = embed_query(onnx, t), model.encode([t], normalize_embeddings=True)[0]
+            cosines.append(float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))))
+        out["cosine_onnx_torch"] = {"min": round(min(cosines), 6), "mean": round(float(np.mean(cosines)), 6)}
+        out["threads"] = torch.get_num_threads()
+        one = {"torch": lambda t: model.encode([t], normalize_embeddings=True)}
+        many = {"torch": lambda b: model.encode(b, normalize_embeddings=True, batch_size=32)}
+    else:
+        from bot.safety.classifier import load_classifier
 
-    def run_torch(t):
-        return torch_model.encode([t], normalize_embeddings=True)[0]
-
-    def run_safety(t):
-        return classifier.encoder([t])[0] if classifier is not None else None
-
-    variants = [("onnx", run_onnx), ("torch", run_torch), ("safety_onnx", run_safety)]
-    cosines = []
-    for t in texts:  # warm-up, and the two runtimes' vectors compared
-        a, b = run_onnx(t), run_torch(t)
-        run_safety(t)
-        cosines.append(float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))))
-    one: dict[str, list[float]] = {name: [] for name, _ in variants}
+        classifier = load_classifier(settings)
+        out["threads"] = settings.models.threads or os.cpu_count()
+        one = {"onnx": lambda t: embed_query(onnx, t)}
+        many = {"onnx": onnx.encode}
+        if classifier is not None:
+            one["safety_onnx"] = lambda t: classifier.encoder([t])
+            many["safety_onnx"] = classifier.encoder
+    names = list(one)
+    for t in texts:  # warm-up
+        for name in names:
+            one[name](t)
+    times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(args.rounds):
         for i, t in enumerate(texts):
-            k = (i + r) % len(variants)
-            for name, fn in variants[k:] + variants[:k]:
+            k = (i + r) % len(names)  # rotating order when there are two
+            for name in names[k:] + names[:k]:
                 start = time.perf_counter()
-                fn(t)
-                one[name].append(_ms(start))
-    batch = texts[:32]
-    many: dict[str, list[float]] = {"onnx": [], "torch": [], "safety_onnx": []}
+                one[name](t)
+                times[name].append(_ms(start))
+    batches: dict[str, list[float]] = {name: [] for name in many}
     for _ in range(5 if args.rounds == 1 else 15):
-        start = time.perf_counter()
-        onnx.encode(batch)
-        many["onnx"].append(_ms(start))
-        start = time.perf_counter()
-        torch_model.encode(batch, normalize_embeddings=True, batch_size=32)
-        many["torch"].append(_ms(start))
-        if classifier is not None:
+        for name, fn in many.items():
             start = time.perf_counter()
-            classifier.encoder(batch)
-            many["safety_onnx"].append(_ms(start))
-    import torch
-
-    return {
-        "questions": source,
-        "asked": len(texts),
-        "rounds": args.rounds,
-        "one": {k: summary(v) for k, v in one.items()},
-        "batch32": {k: summary(v) for k, v in many.items()},
-        "batch_size": len(batch),
-        "cosine_onnx_torch": {"min": round(min(cosines), 6), "mean": round(float(np.mean(cosines)), 6)},
-        "torch_threads": torch.get_num_threads(),
-        "onnx_threads": settings.models.threads or os.cpu_count(),
-    }
+            fn(batch)
+            batches[name].append(_ms(start))
+    out["one"] = {k: summary(v) for k, v in times.items()}
+    out["batch32"] = {k: summary(v) for k, v in batches.items()}
+    return out
 
 
 def api(args) -> dict:
@@ -384,6 +380,7 @@ def main() -> None:
     p.add_argument("--every", type=int, default=1, help="ask every n-th eval question (quick runs)")
     p.add_argument("--built-at", default="")
     p.add_argument("--spawned-at", type=float, default=0.0)
+    p.add_argument("--runtime", choices=("onnx", "torch"), default="onnx", help="floors: which runtime")
     args = p.parse_args()
     result = {"floors": floors, "api": api, "build": build, "query": query, "cold": cold}[args.what](args)
     Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")

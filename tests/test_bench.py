@@ -72,7 +72,7 @@ def sample_results(**changes) -> dict:
             "cosine_onnx_torch": {"min": 0.99999, "mean": 1.0},
             "torch_threads": 2,
             "onnx_threads": 2,
-            "machine_load": load,
+            "machine_load": {"onnx": load, "torch": load},
         },
         "api": {
             "questions": "evals/cases",
