@@ -147,3 +147,23 @@ def test_the_word_embedding_table_is_one_memory_mapped_file(companion, monkeypat
         own = encoders.Encoder(mapped.path, Path(mapped.tokenizer_file))
         assert not own._tables
         assert np.array_equal(own(TEXTS), mapped(TEXTS))
+
+
+def test_questions_batched_together_are_split_by_length(companion) -> None:
+    """One long message among short questions gets a model call of its own (everything in a call
+    is padded to its longest text), and each text still gets its own row."""
+    from types import SimpleNamespace
+
+    from bot.store.encoders import Encoder
+
+    lengths = [12, 10, 11, 200, 13, 40]
+    encodings = [SimpleNamespace(ids=[0] * n) for n in lengths]
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    runs = Encoder._runs(order, encodings)
+    assert runs == [[1, 2, 0, 4], [5], [3]]
+    build = Encoder._runs(list(range(70)), [SimpleNamespace(ids=[0] * 5)] * 70)  # an index build
+    assert [len(r) for r in build] == [32, 32, 6]
+    texts = ["What is CT0596?", "Is PCL hereditary? " * 30, "Who sponsors CT071?"]
+    together = companion.embeddings.encode(texts)
+    alone = np.vstack([companion.embeddings.encode([t]) for t in texts])
+    assert np.allclose(together, alone, atol=1e-5)
