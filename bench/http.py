@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.measure import MachineLoad, proc_status, summary, tree_rss_mb
+from bench.measure import MachineLoad, proc_status, process_cpu_seconds, summary, tree_rss_mb
 from bench.questions import Question
 from bot.settings import REPO_ROOT
 
@@ -48,8 +48,12 @@ class App:
         self.env = os.environ | {
             "GRADIO_SERVER_NAME": "127.0.0.1",
             "GRADIO_SERVER_PORT": str(self.port),
-            "PCL_API_RATE_PER_MINUTE": "100000000",
+            "PCL_API_RATE_PER_MINUTE": "1000000",
             "PCL_API_RATE_BURST": "100000",
+            # The load cycles through a few hundred eval questions: with the app's memory of recent
+            # texts every question after the first round would skip both model passes. Off, every
+            # answer pays for them, as a stream of new questions would.
+            "PCL_CACHE_TEXTS": "0",
         }
         self.env |= env or {}
         self.peak_tree_rss_mb = 0.0
@@ -218,6 +222,7 @@ def load(
     for th in threads:
         th.start()
     meter = MachineLoad.start(pids=(app_pid,))
+    app0 = process_cpu_seconds(app_pid)
     cpu0 = time.process_time()
     deadline[0] = time.perf_counter() + seconds
     t0 = time.perf_counter()
@@ -226,6 +231,7 @@ def load(
         th.join(timeout=seconds + 300)
     wall = time.perf_counter() - t0
     client_cpu = time.process_time() - cpu0
+    app_cpu = process_cpu_seconds(app_pid) - app0
     for c in made:
         with contextlib.suppress(Exception):  # closing is best effort
             c.close()
@@ -241,5 +247,7 @@ def load(
         "error_rate": round((done - outcomes["ok"]) / done, 4) if done else None,
         "failure_examples": examples,
         "client_cpu_cores": round(client_cpu / wall, 2),
+        "app_cpu_cores": round(app_cpu / wall, 2),
+        "app_cpu_ms_per_answer": round(app_cpu * 1000 / outcomes["ok"], 2) if outcomes["ok"] else None,
         "machine": meter.stop(),
     }

@@ -75,19 +75,21 @@ def _busy_seconds() -> tuple[float, float]:
     return (sum(fields[:8]) - idle) / hz, sum(fields[:8]) / hz
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc; 0 when gone."""
+    try:
+        parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _own_cpu_seconds(extra_pids: tuple[int, ...] = ()) -> float:
     own = 0.0
     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
         r = resource.getrusage(who)
         own += r.ru_utime + r.ru_stime
-    hz = os.sysconf("SC_CLK_TCK")
-    for pid in extra_pids:
-        try:
-            parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            own += (int(parts[11]) + int(parts[12])) / hz
-        except (OSError, IndexError, ValueError):
-            pass
-    return own
+    return own + sum(process_cpu_seconds(pid) for pid in extra_pids)
 
 
 @dataclass
@@ -120,10 +122,13 @@ class MachineLoad:
 def machine() -> dict:
     """What the numbers were measured on."""
     import platform
+    from importlib.metadata import PackageNotFoundError, version
 
-    import chromadb
-    import onnxruntime
-    import torch
+    def ver(name: str) -> str | None:  # read from the installed metadata: nothing imported
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
 
     cpu = ""
     try:
@@ -146,8 +151,10 @@ def machine() -> dict:
         "ram_gb": round(mem, 1),
         "os": platform.platform(),
         "python": platform.python_version(),
-        "torch": torch.__version__,  # the torch floor only; the app runs onnxruntime
-        "torch_threads": torch.get_num_threads(),
-        "onnxruntime": onnxruntime.__version__,
-        "chromadb": chromadb.__version__,
+        "torch": ver("torch"),  # the torch floor only; the app runs onnxruntime
+        "onnxruntime": ver("onnxruntime"),
+        "chromadb": ver("chromadb"),
+        "gradio": ver("gradio"),
+        "fastapi": ver("fastapi"),
+        "uvicorn": ver("uvicorn"),
     }

@@ -1,12 +1,20 @@
 """The benchmark, phase by phase; each measurement runs in its own process (`bench/worker.py`).
 
-    python -m bench            # API latency, cold start, growth 1x/10x/100x, HTTP 1/8/32/64 clients
-    python -m bench --quick    # fewer rounds, growth to 10x, 8 s per HTTP level (a smoke run)
-    python -m bench --full     # also the 1000x corpus (its build takes long; see BENCHMARKS.md)
+    python -m bench                  # every phase; results and report in bench/results/
+    python -m bench --quick          # a smoke run: fewer rounds, growth to 10x, 8 s per HTTP level
+    python -m bench --write-report   # the same run, then BENCHMARKS.md and docs/bench-*.png rewritten
+    python -m bench --only http api  # some phases only
 
-Writes bench/results/<timestamp>.json and a report (BENCHMARKS.md, bench-growth.png) in
-bench/results/<timestamp>/; with --write-report the report replaces the committed BENCHMARKS.md
-and docs/bench-growth.png instead. Ctrl-C stops the run and every process it started.
+Phases: `floors` (the embedding model on torch and on ONNX, one question and a batch of 32),
+`api` (warm answers through the Python API, per stage), `cold` (process start to the first CLI
+answer and to the app being ready), `http` (1, 8, 32 and 64 clients on the JSON API and on the
+page's /chat endpoint, and the app's memory), `growth` (1x to 1000x corpora: build and query),
+`scaleout` (a Chroma server and two app replicas).
+
+Writes bench/results/<timestamp>.json and the report (BENCHMARKS.md and its charts) into
+bench/results/<timestamp>/; only with --write-report does the report replace the committed
+BENCHMARKS.md and docs/bench-growth.png, docs/bench-clients.png. Ctrl-C stops the run and every
+process it started, and writes nothing.
 """
 
 from __future__ import annotations
@@ -21,15 +29,17 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
-
-import httpx
 
 from bench.measure import MachineLoad, machine
 from bot.settings import REPO_ROOT, Settings
 
 RESULTS = REPO_ROOT / "bench" / "results"
-BUILD_LIMIT_MIN = 15  # a growth build expected to take longer runs only with --full
+GROWTH_CACHE = RESULTS / "growth-cache"  # large growth corpora and their indexes, kept between runs
+PHASES = ("floors", "api", "cold", "http", "growth", "scaleout")
+LEVELS = (1, 8, 32, 64)  # concurrent HTTP clients
+KEEP_FROM = 1000  # growth sizes at least this large are kept and reused (their build takes an hour)
 
 
 def _say(msg: str) -> None:
@@ -47,6 +57,24 @@ def worker(what: str, out_dir: Path, *args: str, env: dict | None = None) -> dic
     result = json.loads(out.read_text(encoding="utf-8"))
     result["machine_load"] = meter.stop()
     return result
+
+
+def floors(out_dir: Path, extra: list[str]) -> dict:
+    """The ONNX and the torch floors, each in a process of its own (see `worker.floors`)."""
+    onnx = worker("floors", out_dir, "--runtime", "onnx", *extra)
+    torch = worker("floors", out_dir, "--runtime", "torch", *extra)
+    return {
+        "questions": onnx["questions"],
+        "asked": onnx["asked"],
+        "rounds": onnx["rounds"],
+        "batch_size": onnx["batch_size"],
+        "one": onnx["one"] | torch["one"],
+        "batch32": onnx["batch32"] | torch["batch32"],
+        "cosine_onnx_torch": torch["cosine_onnx_torch"],
+        "torch_threads": torch["threads"],
+        "onnx_threads": onnx["threads"],
+        "machine_load": {"onnx": onnx["machine_load"], "torch": torch["machine_load"]},
+    }
 
 
 def ensure_index() -> dict:
@@ -70,7 +98,8 @@ def cold_start(runs: int, out_dir: Path) -> dict:
             text=True,
         )
         walls.append(round(time.perf_counter() - t, 2))
-        assert proc.returncode == 0 and "[1]" in proc.stdout, proc.stderr[-2000:]
+        if proc.returncode != 0 or "[1]" not in proc.stdout:
+            raise RuntimeError(f"python -m bot ask failed:\n{proc.stderr[-2000:]}")
     load = meter.stop()
     spawned = time.time()
     parts = worker("cold", out_dir, "--spawned-at", str(spawned))
@@ -83,41 +112,73 @@ def cold_start(runs: int, out_dir: Path) -> dict:
     }
 
 
-def growth(
-    scales: list[int], real_chunks: int, out_dir: Path, work: Path, limit_min: float | None, quick: bool
-) -> list[dict]:
-    """Build time, warm query latency and memory at growing corpus sizes."""
-    from bench.synth import build_corpus
+def app_starts(runs: int, out_dir: Path) -> list[dict]:
+    """`python app.py` start to ready (and to a first answer) on the existing index, `runs` times."""
+    from bench.http import App
 
+    out = []
+    for i in range(runs):
+        app = App(out_dir / f"app-start-{i}.log")
+        meter = MachineLoad.start()
+        try:
+            out.append(app.start())
+        finally:
+            app.stop()
+        out[-1]["machine_load"] = meter.stop()
+    return out
+
+
+def growth(
+    scales: list[int], real_chunks: int, out_dir: Path, work: Path, quick: bool, keep_from: int, rebuild: bool
+) -> list[dict]:
+    """Build time, warm query latency and memory at growing corpus sizes.
+
+    Sizes of `keep_from` times the real corpus and more keep their corpus and index in
+    bench/results/growth-cache/<n>x/ and reuse them while the fingerprint (corpus, model,
+    chunking code) is unchanged: their build takes about an hour on 2 cores, and the query
+    phase is what each run measures. The row then reports the build as it was measured."""
+    from bench.synth import build_corpus
+    from bot.store.index import fingerprint
+
+    base = Settings.from_env()
     rows = []
-    rate = None  # texts per second of the last build, to decide whether the next one is sensible
     for scale in scales:
         target = scale * real_chunks
         row: dict = {"scale": scale, "target_chunks": target}
-        if scale > 1 and rate and rows:
-            last = rows[-1]
-            est = last["build"]["build_s"] * target / last["build"]["chunks"]
-            row["estimated_build_s"] = round(est)
-            if limit_min is not None and est > limit_min * 60:
-                row["skipped"] = (
-                    f"estimated build {est / 60:.0f} min (> {limit_min:g} min at the measured "
-                    f"{rate:.0f} texts/s); run `python -m bench --full` to measure it"
-                )
-                _say(f"growth {scale}x: skipped, {row['skipped']}")
-                rows.append(row)
-                continue
-        corpus = Settings().index.corpus_dir if scale == 1 else work / f"corpus-{scale}x"
+        keep = scale >= keep_from and scale > 1
+        home = GROWTH_CACHE / f"{scale}x" if keep else work
+        corpus = (
+            base.index.corpus_dir if scale == 1 else home / (f"corpus-{scale}x" if not keep else "corpus")
+        )
+        index = home / (f"index-{scale}x" if not keep else "index")
         if scale > 1:
-            _say(f"growth {scale}x: generating a corpus of ~{target} chunks")
+            _say(f"growth {scale}x: generating a corpus of ~{target:,} chunks")
             t = time.perf_counter()
-            row["generated"] = build_corpus(Settings().index.corpus_dir, target, corpus)
+            row["generated"] = build_corpus(base.index.corpus_dir, target, corpus)
             row["generate_s"] = round(time.perf_counter() - t, 1)
-        index = work / f"index-{scale}x"
-        shutil.rmtree(index, ignore_errors=True)
-        _say(f"growth {scale}x: building the index")
-        row["build"] = worker("build", out_dir, "--corpus", str(corpus), "--index", str(index))
-        rate = row["build"]["texts_per_s"]
-        _say(f"growth {scale}x: {row['build']['chunks']} chunks built in {row['build']['build_s']} s")
+        settings = base.with_overrides(corpus_dir=corpus, index_dir=index)
+        kept = home / "build.json"
+        cached = None
+        if keep and not rebuild and kept.exists():
+            cached = json.loads(kept.read_text(encoding="utf-8"))
+            if cached.get("fingerprint") != fingerprint(settings) or not _built_at(index):
+                _say(f"growth {scale}x: the kept index is stale (corpus, model or chunking changed)")
+                cached = None
+        if cached is not None:
+            row["build"] = cached | {"reused": True}
+            _say(
+                f"growth {scale}x: reusing the index built {cached.get('built_at', '?')} "
+                f"({cached['chunks']:,} chunks in {cached['build_s']:,.0f} s)"
+            )
+        else:
+            shutil.rmtree(index, ignore_errors=True)
+            kept.unlink(missing_ok=True)
+            _say(f"growth {scale}x: building the index" + (" (kept for later runs)" if keep else ""))
+            row["build"] = worker("build", out_dir, "--corpus", str(corpus), "--index", str(index))
+            row["build"]["built_at"] = _built_at(index)
+            if keep:
+                kept.write_text(json.dumps(row["build"], indent=1), encoding="utf-8")
+            _say(f"growth {scale}x: {row['build']['chunks']:,} chunks built in {row['build']['build_s']} s")
         row["query"] = worker(
             "query",
             out_dir,
@@ -134,20 +195,26 @@ def growth(
         )
         _say(f"growth {scale}x: query p50 {row['query']['ours_ms']['p50']} ms")
         rows.append(row)
-        if scale > 1:
+        if not keep and scale > 1:
             shutil.rmtree(corpus, ignore_errors=True)
-        shutil.rmtree(index, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(index, ignore_errors=True)
     return rows
 
 
 def _built_at(index: Path) -> str:
-    current = (index / "CURRENT").read_text().strip()
-    return json.loads((index / current / "manifest.json").read_text())["built_at"]
+    try:
+        current = (index / "CURRENT").read_text().strip()
+        return json.loads((index / current / "manifest.json").read_text())["built_at"]
+    except (OSError, KeyError, ValueError):
+        return ""
 
 
-def http(levels: list[int], seconds: float, out_dir: Path) -> dict:
+def http(levels: tuple[int, ...], seconds: float, out_dir: Path) -> dict:
     """The app as shipped: start to ready, then each level of clients on the JSON API and on
     Gradio's /chat, side by side (api first, then chat, at each level)."""
+    import httpx
+
     from bench.http import App, load
     from bench.questions import answer_questions, load_questions
 
@@ -162,72 +229,61 @@ def http(levels: list[int], seconds: float, out_dir: Path) -> dict:
         for client, clients in plan:
             _say(f"http: {clients} {client} client(s) for {seconds:.0f} s")
             run = load(app.url, clients, seconds, questions, app.proc.pid, client=client)
-            run["app"] = "default"
             runs.append(run)
             _say(
-                f"http: {run['requests_per_s']} req/s, p50 {run['latency_ms'].get('p50')} ms, "
+                f"http: {run['requests_per_s']} answers/s, p50 {run['latency_ms'].get('p50')} ms, "
                 f"p95 {run['latency_ms'].get('p95')} ms, outcomes {run['outcomes']}"
             )
         memory = app.memory()
         health = httpx.get(app.url + "api/health", timeout=10).json()
-        return {
-            "start": started,
-            "levels": runs,
-            "memory_mb": memory,
-            "memory_by_app_mb": {"default": memory},
-            "batching": health.get("batching"),
-        }
+        return {"start": started, "levels": runs, "memory_mb": memory, "batching": health.get("batching")}
     finally:
         app.stop()
 
 
-def app_starts(runs: int, out_dir: Path) -> list[dict]:
-    """`python app.py` start to ready (and to a first answer) on the existing index, `runs` times."""
-    from bench.http import App
-
-    out = []
-    for i in range(runs):
-        app = App(out_dir / f"app-start-{i}.log")
-        try:
-            out.append(app.start())
-        finally:
-            app.stop()
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="a short smoke run (minutes, not an hour)")
-    mode.add_argument("--full", action="store_true", help="also build and query the 1000x corpus")
+    p.add_argument("--quick", action="store_true", help="a short smoke run (minutes, not an hour)")
     p.add_argument(
-        "--only",
-        nargs="+",
-        choices=("api", "cold", "growth", "http", "scaleout"),
-        help="run only these phases (the report shows what ran)",
+        "--only", nargs="+", choices=PHASES, help="run only these phases (the report shows what ran)"
     )
     p.add_argument("--http-seconds", type=float, help="seconds per HTTP level (default 20, quick 8)")
     p.add_argument(
         "--scales",
         type=int,
         nargs="+",
-        help="growth sizes as multiples of the real corpus (default 1 10 100 1000)",
+        help="growth sizes as multiples of the real corpus (default 1 10 100 1000; quick 1 10)",
     )
     p.add_argument(
-        "--max-build-minutes",
-        type=float,
-        default=BUILD_LIMIT_MIN,
-        help=f"skip a growth size whose estimated build is longer (default {BUILD_LIMIT_MIN}; --full: no limit)",
+        "--keep-from",
+        type=int,
+        default=KEEP_FROM,
+        metavar="SCALE",
+        help=f"growth sizes this large and more are kept in {GROWTH_CACHE.relative_to(REPO_ROOT)}/ and "
+        f"reused while their fingerprint holds (default {KEEP_FROM})",
+    )
+    p.add_argument(
+        "--rebuild", action="store_true", help="rebuild kept growth indexes even when they are current"
+    )
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"where the JSON and the run's folder go (default {RESULTS.relative_to(REPO_ROOT)}/)",
     )
     report = p.add_mutually_exclusive_group()
     report.add_argument(
         "--write-report",
         action="store_true",
-        help="rewrite the committed BENCHMARKS.md and docs/bench-growth.png "
+        help="rewrite the committed BENCHMARKS.md and docs/bench-*.png "
         "(default: the report goes to bench/results/<timestamp>/)",
     )
     report.add_argument("--no-report", action="store_true", help="write the JSON only, no report")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGHUP):  # `kill` or a closed terminal: stop as Ctrl-C does
         signal.signal(sig, _interrupt)
     try:
@@ -291,62 +347,108 @@ def _running(pid: int) -> bool:
         return False
 
 
-def _run(args: argparse.Namespace) -> int:
-    phases = set(args.only or ("api", "cold", "growth", "http", "scaleout"))
+def _phase(results: dict, name: str, fn) -> None:
+    """Run one phase; a failure is recorded (and shown in the report), the other phases still run."""
+    try:
+        results[name] = fn()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one broken phase must not cost the others' numbers
+        _say(f"{name}: FAILED: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}")
+        results[name] = {
+            "error": f"{type(exc).__name__}: {exc}"[-3000:],
+            "trace": traceback.format_exc()[-3000:],
+        }
 
+
+def results_paths(stamp: str, results_dir: Path | None = None) -> tuple[Path, Path]:
+    """(the run's JSON, the folder for its raw files and report), under bench/results/ by default."""
+    results_dir = Path(results_dir or RESULTS)
+    return results_dir / f"{stamp}.json", results_dir / stamp
+
+
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def report_dir(args: argparse.Namespace, failed: list[str], out_dir: Path) -> Path | None:
+    """Where the report goes: the run's own folder, or None (over the committed BENCHMARKS.md),
+    which only `--write-report` asks for, and only when every phase ran."""
+    return None if args.write_report and not failed else out_dir
+
+
+def _run(args: argparse.Namespace) -> int:
+    phases = [p for p in PHASES if p in (args.only or PHASES)]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out_dir = RESULTS / stamp
-    out_dir.mkdir()
-    work = Path(tempfile.mkdtemp(prefix="pcl-bench-"))
+    path, out_dir = results_paths(stamp, args.results_dir)
     results: dict = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "mode": "quick" if args.quick else "full" if args.full else "default",
+        "mode": "quick" if args.quick else "default",
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "machine": machine(),
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
         ).stdout.strip(),
-        "phases": sorted(phases),
+        "phases": phases,
     }
+    out_dir.mkdir(parents=True)
+    work = Path(tempfile.mkdtemp(prefix="pcl-bench-"))
     try:
-        _say("building the real index if needed")
+        _say(f"load average {results['loadavg_at_start']}; building the real index if needed")
         manifest = ensure_index()
         results["index"] = {
             k: manifest.get(k) for k in ("chunks", "sentences", "build_seconds", "fingerprint")
         }
-        if "api" in phases:
-            _say("api: warm latency over the eval questions (ours, embed floor, LangChain baseline)")
+        if "floors" in phases:
+            _say("floors: the embedding model on torch and on ONNX, one question and a batch of 32")
             extra = ["--rounds", "1", "--every", "4"] if args.quick else ["--rounds", "3"]
-            results["api"] = worker("api", out_dir, *extra)
-            r = results["api"]["retrieval"]
-            _say(
-                f"api: p50 ours {r['ours_ms']['p50']} ms, floor {r['floor_ms']['p50']} ms, "
-                f"baseline {r['baseline_ms']['p50']} ms"
-            )
+            _phase(results, "floors", lambda: floors(out_dir, extra))
+            f = results["floors"]
+            if "error" not in f:
+                _say(
+                    f"floors: one question ONNX {f['one']['onnx']['p50']} ms, torch {f['one']['torch']['p50']} ms; "
+                    f"32 questions ONNX {f['batch32']['onnx']['p50']} ms, torch {f['batch32']['torch']['p50']} ms"
+                )
+        if "api" in phases:
+            _say("api: warm answers over the eval questions (ours, ONNX floor, LangChain baseline)")
+            extra = ["--rounds", "1", "--every", "4"] if args.quick else ["--rounds", "3"]
+            _phase(results, "api", lambda: worker("api", out_dir, *extra))
+            if "error" not in results["api"]:
+                r = results["api"]["retrieval"]
+                _say(
+                    f"api: p50 ours {r['ours_ms']['p50']} ms, floor {r['floor_ms']['p50']} ms, "
+                    f"baseline {r['baseline_ms']['p50']} ms"
+                )
         if "cold" in phases:
-            _say("cold: python -m bot ask, from process start to answer")
-            results["cold"] = cold_start(1 if args.quick else 3, out_dir)
-            _say(f"cold: {results['cold']['cli_ask_s']} s")
-            if (REPO_ROOT / "app.py").exists():
-                results["cold"]["app"] = app_starts(1 if args.quick else 3, out_dir)
-                _say(f"cold: app ready in {[a['start_to_ready_s'] for a in results['cold']['app']]} s")
+
+            def cold() -> dict:
+                _say("cold: python -m bot ask, from process start to answer")
+                out = cold_start(1 if args.quick else 3, out_dir)
+                _say(f"cold: {out['cli_ask_s']} s")
+                out["app"] = app_starts(1 if args.quick else 3, out_dir)
+                _say(f"cold: app ready in {[a['start_to_ready_s'] for a in out['app']]} s")
+                return out
+
+            _phase(results, "cold", cold)
+        if "http" in phases:
+            seconds = args.http_seconds or (8.0 if args.quick else 20.0)
+            _phase(results, "http", lambda: http(LEVELS, seconds, out_dir))
         if "growth" in phases:
             scales = args.scales or ([1, 10] if args.quick else [1, 10, 100, 1000])
-            limit = None if args.full else args.max_build_minutes
-            results["growth"] = growth(scales, manifest["chunks"], out_dir, work, limit, quick=args.quick)
-        if "http" in phases:
-            if (REPO_ROOT / "app.py").exists():
-                seconds = args.http_seconds or (8.0 if args.quick else 20.0)
-                results["http"] = http([1, 8, 32, 64], seconds, out_dir)
-            else:
-                results["http"] = {"skipped": "app.py does not exist yet"}
+            _phase(
+                results,
+                "growth",
+                lambda: growth(
+                    scales, manifest["chunks"], out_dir, work, args.quick, args.keep_from, args.rebuild
+                ),
+            )
         if "scaleout" in phases:
             from bench.scaleout import run as scaleout
 
             _say("scaleout: chroma run + 2 app replicas")
-            results["scaleout"] = scaleout(out_dir)
-            _say(f"scaleout: {results['scaleout']}")
+            _phase(results, "scaleout", lambda: scaleout(out_dir))
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         shutil.rmtree(out_dir, ignore_errors=True)  # a half run's raw files: nothing to keep
@@ -354,12 +456,21 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    path = RESULTS / f"{stamp}.json"
+    failed = [p for p in phases if isinstance(results.get(p), dict) and "error" in results[p]]
     path.write_text(json.dumps(results, indent=1), encoding="utf-8")
-    _say(f"results: {path.relative_to(REPO_ROOT)}")
+    _say(f"results: {_shown(path)}")
     if not args.no_report:
         from bench.report import write_report
 
-        for written in write_report(results, path, out_dir=None if args.write_report else out_dir):
-            _say(f"wrote {written.relative_to(REPO_ROOT)}")
+        target = report_dir(args, failed, out_dir)
+        if args.write_report and target is not None:
+            _say(
+                f"phases failed ({', '.join(failed)}): the report goes to {_shown(out_dir)}/, "
+                "BENCHMARKS.md is left as it was"
+            )
+        for written in write_report(results, path, out_dir=target):
+            _say(f"wrote {_shown(written)}")
+    if failed:
+        _say(f"failed phases: {', '.join(failed)}")
+        return 1
     return 0

@@ -1,6 +1,7 @@
 """One measurement in its own process, so its memory and start-up are its own.
 
-    python -m bench.worker api    --out R.json [--rounds N]
+    python -m bench.worker floors --out R.json --runtime onnx|torch [--rounds N --every N]
+    python -m bench.worker api    --out R.json [--rounds N --every N]
     python -m bench.worker build  --out R.json --corpus DIR --index DIR
     python -m bench.worker query  --out R.json --corpus DIR --index DIR [--questions N --rounds N]
     python -m bench.worker cold   --out R.json
@@ -34,11 +35,80 @@ def _settings(args):
     return s
 
 
+def floors(args) -> dict:
+    """The embedding model alone, one runtime per process (`--runtime`): sentence-transformers on
+    torch, as the app ran it before, or the ONNX export on onnxruntime, as it runs it now (with the
+    safety classifier's ONNX pass beside it, the guard's share of an answer). One question per
+    call over the eval questions, then a batch of 32 (what the batcher runs under load).
+
+    A process per runtime: torch's OpenMP threads keep spinning after each call, which in one
+    process slowed the ONNX runs beside them (and on a busy machine torch itself by 40x), and
+    torch is never loaded where the app's numbers are taken. The torch process also compares the
+    two runtimes' vectors, before anything is timed."""
+    import numpy as np
+
+    from bench.measure import summary
+    from bench.questions import load_questions
+    from bot.store.embed import embed_query, load_embeddings
+
+    settings = _settings(args)
+    questions, source = load_questions()
+    texts = [q.text for q in questions[:: args.every] if q.text.strip()]
+    batch = texts[:32]
+    onnx = load_embeddings(settings)
+    out: dict = {"questions": source, "asked": len(texts), "rounds": args.rounds, "batch_size": len(batch)}
+    if args.runtime == "torch":
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(settings.index.model_path, device="cpu", local_files_only=True)
+        cosines = []
+        for t in texts:  # warm-up, and the two runtimes' vectors compared
+            a, b = embed_query(onnx, t), model.encode([t], normalize_embeddings=True)[0]
+            cosines.append(float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))))
+        out["cosine_onnx_torch"] = {"min": round(min(cosines), 6), "mean": round(float(np.mean(cosines)), 6)}
+        out["threads"] = torch.get_num_threads()
+        one = {"torch": lambda t: model.encode([t], normalize_embeddings=True)}
+        many = {"torch": lambda b: model.encode(b, normalize_embeddings=True, batch_size=32)}
+    else:
+        from bot.safety.classifier import load_classifier
+
+        classifier = load_classifier(settings)
+        out["threads"] = settings.models.threads or os.cpu_count()
+        one = {"onnx": lambda t: embed_query(onnx, t)}
+        many = {"onnx": onnx.encode}
+        if classifier is not None:
+            one["safety_onnx"] = lambda t: classifier.encoder([t])
+            many["safety_onnx"] = classifier.encoder
+    names = list(one)
+    for t in texts:  # warm-up
+        for name in names:
+            one[name](t)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(args.rounds):
+        for i, t in enumerate(texts):
+            k = (i + r) % len(names)  # rotating order when there are two
+            for name in names[k:] + names[:k]:
+                start = time.perf_counter()
+                one[name](t)
+                times[name].append(_ms(start))
+    batches: dict[str, list[float]] = {name: [] for name in many}
+    for _ in range(5 if args.rounds == 1 else 15):
+        for name, fn in many.items():
+            start = time.perf_counter()
+            fn(batch)
+            batches[name].append(_ms(start))
+    out["one"] = {k: summary(v) for k, v in times.items()}
+    out["batch32"] = {k: summary(v) for k, v in batches.items()}
+    return out
+
+
 def api(args) -> dict:
-    """Warm latency of `Companion.ask` over the eval questions, next to the embedding floors (the
-    ONNX model the app runs, and the torch model it ran before) and the tutorial LangChain
-    retriever over the same store, interleaved per question. Before each timed answer the
-    engine's caches are emptied, so every answer pays for its model passes."""
+    """Warm latency of `Companion.ask` over the eval questions, next to the ONNX embedding floor
+    (the model the app runs, alone) and the tutorial LangChain retriever over the same store,
+    interleaved per question. Before each timed answer the engine's caches are emptied, so every
+    answer pays for its model passes. No torch in this process: its memory is the engine's."""
+    import numpy as np
     from langchain_chroma import Chroma
 
     from bench.measure import proc_status, summary
@@ -58,13 +128,9 @@ def api(args) -> dict:
     ).as_retriever(search_kwargs={"k": 4})
     questions, source = load_questions()
     questions = questions[:: args.every]
-    torch_model = _torch_model(settings)
 
     def floor(q):  # the ONNX embedding alone: what the app runs
         embed_query(companion.embeddings, q.text)
-
-    def torch_floor(q):  # the same model on torch (sentence-transformers), as the app ran it before
-        torch_model.encode([q.text], normalize_embeddings=True)
 
     def ours(q):
         return companion.ask(q.text, q.history)
@@ -74,15 +140,15 @@ def api(args) -> dict:
         assert len(docs) == 4 or not q.text.strip()
 
     for q in questions:  # warm-up: first calls pay one-off costs (allocators, lazy imports)
-        ours(q), floor(q), torch_floor(q), base(q)
+        ours(q), floor(q), base(q)
 
-    names = ("floor", "torch_floor", "ours", "baseline")
+    names = ("floor", "ours", "baseline")
     rows = {q.id: {n: [] for n in names} | {"reply_ms": [], "stages": []} for q in questions}
     kinds = {}
     for r in range(args.rounds):
         for i, q in enumerate(questions):
             # Rotate the order so no variant always runs first (cache, CPU frequency, neighbours).
-            order = [("floor", floor), ("torch_floor", torch_floor), ("ours", ours), ("baseline", base)]
+            order = [("floor", floor), ("ours", ours), ("baseline", base)]
             k = (i + r) % len(order)
             order = order[k:] + order[:k]
             for name, fn in order:
@@ -108,7 +174,6 @@ def api(args) -> dict:
                 "followup": bool(q.history),
                 "ours_ms": row["ours"],
                 "floor_ms": row["floor"],
-                "torch_floor_ms": row["torch_floor"],
                 "baseline_ms": row["baseline"],
                 "reply_latency_ms": row["reply_ms"],
                 "stages_ms": row["stages"],
@@ -142,11 +207,9 @@ def api(args) -> dict:
         ]
         return {"p50": round(float(np.median(ratios)), 3), "p95": round(float(np.percentile(ratios, 95)), 3)}
 
-    import numpy as np
-
     any_question = lambda p: True  # noqa: E731
     retrieval = lambda p: p["retrieved"]  # noqa: E731
-    keys = ("ours_ms", "floor_ms", "torch_floor_ms", "baseline_ms")
+    keys = ("ours_ms", "floor_ms", "baseline_ms")
     return {
         "questions": source,
         "asked": len(questions),
@@ -158,37 +221,15 @@ def api(args) -> dict:
         "all": {k: summary(collect(any_question, k)) for k in keys},
         "retrieval": {k: summary(collect(retrieval, k)) for k in keys},
         "retrieval_best": {k: summary(best(retrieval, k)) for k in keys},
+        "stages_all": stage_stats(any_question),
         "stages_retrieval": stage_stats(retrieval),
         "paired_ratio_to_floor": paired("floor_ms"),
-        "paired_ratio_to_torch_floor": paired("torch_floor_ms"),
         "paired_ratio_to_baseline": paired("baseline_ms"),
-        "batch32_ms": _batch_floors(companion, torch_model, [q.text for q in questions if q.text.strip()]),
+        "prefetched": companion.embedder.prefetched,
         "memory_engine_mb": memory_engine,
         "memory_mb": proc_status(),
         "per_question": per_question,
     }
-
-
-def _torch_model(settings):
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(settings.index.model_path, device="cpu", local_files_only=True)
-
-
-def _batch_floors(companion, torch_model, texts: list[str], rounds: int = 15) -> dict:
-    """32 questions in one call: ONNX (what the batcher runs under load) and torch."""
-    from bench.measure import summary
-
-    batch = texts[:32]
-    out: dict[str, list[float]] = {"onnx": [], "torch": []}
-    for _ in range(rounds):
-        t = time.perf_counter()
-        companion.embeddings.encode(batch)
-        out["onnx"].append(_ms(t))
-        t = time.perf_counter()
-        torch_model.encode(batch, normalize_embeddings=True, batch_size=32)
-        out["torch"].append(_ms(t))
-    return {k: summary(v) for k, v in out.items()}
 
 
 def build(args) -> dict:
@@ -330,7 +371,7 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING)
     p = argparse.ArgumentParser(prog="python -m bench.worker")
-    p.add_argument("what", choices=("api", "build", "query", "cold"))
+    p.add_argument("what", choices=("floors", "api", "build", "query", "cold"))
     p.add_argument("--out", required=True)
     p.add_argument("--corpus")
     p.add_argument("--index")
@@ -339,8 +380,9 @@ def main() -> None:
     p.add_argument("--every", type=int, default=1, help="ask every n-th eval question (quick runs)")
     p.add_argument("--built-at", default="")
     p.add_argument("--spawned-at", type=float, default=0.0)
+    p.add_argument("--runtime", choices=("onnx", "torch"), default="onnx", help="floors: which runtime")
     args = p.parse_args()
-    result = {"api": api, "build": build, "query": query, "cold": cold}[args.what](args)
+    result = {"floors": floors, "api": api, "build": build, "query": query, "cold": cold}[args.what](args)
     Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
 
 

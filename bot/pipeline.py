@@ -117,7 +117,10 @@ class Companion:
         self.index.warm()
         self.search = HybridSearch(self.index, rrf_k=s.retrieval.rrf_k)
         self.embedder = Embedder(
-            self.embeddings, max_batch=s.models.max_batch, max_wait_ms=s.models.batch_wait_ms
+            self.embeddings,
+            cache_size=s.models.cache_texts,
+            max_batch=s.models.max_batch,
+            max_wait_ms=s.models.batch_wait_ms,
         )
         self.classifier = load_classifier(s, progress=progress)
         self.lexicon = Lexicon.from_texts(
@@ -127,7 +130,7 @@ class Companion:
         ranker = load_ranker(s) if trained else None
         self.pipeline = Pipeline(
             # The guard prefetches the question's embedding while the classifier reads it.
-            guard=Guard(s.safety, self.classifier, prefetch=self.embedder.prefetch),
+            guard=Guard(s.safety, self.classifier, prefetch=self._prefetch),
             resolve=Resolve(
                 s.answer.resolve_followups,
                 Vocabulary.from_corpus(self.search.docs, self.lexicon.rare_words()),
@@ -144,6 +147,13 @@ class Companion:
         if self.classifier is not None:
             self.classifier.probabilities("warm up")
         self.startup_seconds = time.perf_counter() - started
+
+    def _prefetch(self, text: str) -> None:
+        """Start embedding what the analyse stage will embed for a question asked without
+        history: the screened text with misspellings corrected (`Lexicon.analyze`), which the
+        resolve stage leaves as it is when there is no earlier turn. Prefetching the text as
+        typed would miss whenever a word is corrected, and that vector would be computed twice."""
+        self.embedder.prefetch(self.lexicon.analyze(text).corrected)
 
     def _generate_stage(self, s: Settings) -> Generate | None:
         """The LLM stage, loaded (and its libraries imported) only when an LLM is configured."""

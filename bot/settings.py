@@ -185,6 +185,7 @@ class ModelSettings:
     safety_int8: bool = False  # dynamic int8 safety classifier
     max_batch: int = 32  # texts per model call at most
     batch_wait_ms: float = 2.0  # under load, how long a batch waits for more questions
+    cache_texts: int = 1024  # recent texts whose vector and risk are remembered, per model (0: none)
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,7 @@ class Settings:
                 safety_int8=_bool(env, "PCL_SAFETY_INT8", m.safety_int8),
                 max_batch=_int(env, "PCL_MAX_BATCH", m.max_batch, 1, 256),
                 batch_wait_ms=_float(env, "PCL_BATCH_WAIT_MS", m.batch_wait_ms, 0.0, 50.0),
+                cache_texts=_int(env, "PCL_CACHE_TEXTS", m.cache_texts, 0, 1_000_000),
             ),
             api=ApiSettings(
                 max_body_bytes=_int(env, "PCL_API_MAX_BODY_BYTES", api.max_body_bytes, 1_000, 10_000_000),

@@ -446,3 +446,14 @@ def test_engine_failure_becomes_a_plain_sentence_not_a_trace(tmp_path) -> None:
     assert out["kind"] == "error" and ui.SORRY in out["html"]
     assert "malformed" not in json.dumps(out) and "Traceback" not in json.dumps(out)
     assert not out["answer"]  # nothing to rate or to follow up on
+
+
+def test_malloc_growth_is_limited_before_the_server_starts() -> None:
+    """glibc: two arenas at most and large blocks mapped on their own, unless the environment
+    already says otherwise (then it is left alone)."""
+    import subprocess
+    import sys
+
+    code = "import app; print(app.limit_malloc_growth())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bot.ingest.chunk import Unit, units_of
 from bot.query import Query
-from bot.retrieval.search import Hit, tokenize
+from bot.retrieval.search import Hit, token_set
 from bot.safety.planted import looks_planted
 from bot.settings import Settings
 from bot.store.index import IndexHandle
+
+if TYPE_CHECKING:
+    from langchain_core.documents import Document
 
 RANKER_FORMAT = 3
 FEATURES = (
@@ -192,8 +198,66 @@ class Rank:
         cands = candidates(q, vectors)
         if cands and self.model is not None:
             probs = self.model.probability(np.vstack([c.features for c in cands]))
-            cands = [replace(c, score=float(p)) for c, p in zip(cands, probs, strict=True)]
+            # The constructor, not dataclasses.replace: a few dozen candidates per question.
+            cands = [
+                Candidate(c.hit, c.j, c.unit, float(p), c.vec, c.features, c.coverage, c.similarity, c.held)
+                for c, p in zip(cands, probs, strict=True)
+            ]
         q.candidates = cands
+
+
+@dataclass(frozen=True)
+class _Sentence:
+    j: int
+    unit: Unit
+    text: str  # lower-cased
+    tokens: frozenset[str]  # its words, the passage's section and labels, "author" for the author's own
+
+
+@dataclass(frozen=True)
+class _Passage:
+    """What ranking reads of a passage that does not depend on the question."""
+
+    units: list[Unit]
+    section_tokens: frozenset[str]
+    context: str  # section, labels and source id, lower-cased
+    passage: str  # the passage, lower-cased
+    sentences: tuple[_Sentence, ...]  # the quotable ones: no labels, nothing planted
+
+
+@lru_cache(maxsize=1 << 14)
+def _passage(units_json: str, section: str, source_id: str, kind: str, content: str) -> _Passage:
+    units = units_of(SimpleNamespace(metadata={"units": units_json}))
+    labels = " ".join(u.text for u in units if u.label)
+    section_tokens = token_set(f"{section} {labels}")
+    sentences = []
+    for j, unit in enumerate(units):
+        if unit.label or looks_planted(unit.text):
+            continue
+        tokens = set(token_set(unit.text)) | section_tokens
+        if kind == "article" and first_person(unit.text):
+            tokens.add("author")  # the author's own words answer "what does the author think"
+        sentences.append(_Sentence(j, unit, unit.text.lower(), frozenset(tokens)))
+    return _Passage(
+        units,
+        section_tokens,
+        f"{section} {labels} {source_id}".lower(),
+        content.lower(),
+        tuple(sentences),
+    )
+
+
+def passage_of(chunk: Document) -> _Passage:
+    """Remembered per passage text: every question that retrieves it reads the same."""
+    md = chunk.metadata
+    return _passage(
+        md["units"], md.get("section", ""), md.get("source_id", ""), md.get("kind", ""), chunk.page_content
+    )
+
+
+@lru_cache(maxsize=1 << 16)
+def _fits(wants: str, text: str) -> bool:
+    return fits(wants, text)
 
 
 def candidates(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
@@ -205,45 +269,39 @@ def candidates(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
     total = sum(terms.weights)
     matches = q.matches
     top_lexical = max((h.lexical for h in q.hits), default=0.0) or 1.0
+    id_list = sorted(terms.ids)
+    n_groups = len(terms.groups)
+    defines_rx = re.compile(re.escape(a.term) + r"\b[^.]{0,40}?\b(is|are)\b") if a.term else None
     out = []
     for hit in q.hits:
-        units = units_of(hit.chunk)
+        p = passage_of(hit.chunk)
+        units = p.units
         vecs = vectors.get(hit.chunk.id)
         if vecs is None or len(vecs) != len(units):
             continue
         sims = vecs @ qvec
-        md = hit.chunk.metadata
-        kind = md.get("kind", "")
-        labels = " ".join(u.text for u in units if u.label)
-        section_tokens = set(tokenize(f"{md.get('section', '')} {labels}"))
-        context = f"{md.get('section', '')} {labels} {md.get('source_id', '')}".lower()
-        passage = hit.chunk.page_content.lower()
+        kind = hit.chunk.metadata.get("kind", "")
+        context, passage = p.context, p.passage
         if trials and not any(t in passage or t in context for t in trials):
             continue
         named = (
-            sum(w for g, w in zip(terms.groups, terms.weights, strict=True) if g & section_tokens) / total
+            sum(w for g, w in zip(terms.groups, terms.weights, strict=True) if g & p.section_tokens) / total
             if total
             else 0.0
         )
         chunk_match = matches.by_chunk.get(hit.chunk.id, 0.0) if matches else 0.0
-        for j, unit in enumerate(units):
-            if unit.label or looks_planted(unit.text):
-                continue
-            u_tokens = set(tokenize(unit.text)) | section_tokens
-            if kind == "article" and first_person(unit.text):
-                u_tokens.add("author")  # the author's own words answer "what does the author think"
-            text = unit.text.lower()
-            held_idx = frozenset(i for i, g in enumerate(terms.groups) if g & u_tokens)
+        for s in p.sentences:
+            j, unit, text = s.j, s.unit, s.text
+            held_idx = frozenset(i for i, g in enumerate(terms.groups) if g & s.tokens)
             held = sum(terms.weights[i] for i in held_idx)
-            id_list = sorted(terms.ids)
             ids_held = sum(
                 1.0 if t in text or t in context else 0.5 if t in passage else 0.0 for t in id_list
             )
-            held_idx |= {len(terms.groups) + k for k, t in enumerate(id_list) if t in text or t in context}
+            held_idx |= {n_groups + k for k, t in enumerate(id_list) if t in text or t in context}
             coverage = (
                 (held + ids_held * 3.0) / (total + len(terms.ids) * 3.0) if (total or terms.ids) else 0.0
             )
-            defines = bool(a.term and re.match(re.escape(a.term) + r"\b[^.]{0,40}?\b(is|are)\b", text))
+            defines = bool(defines_rx and defines_rx.match(text))
             x = np.array(
                 [
                     float(sims[j]),
@@ -252,7 +310,7 @@ def candidates(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
                     matches.by_sentence.get((hit.chunk.id, j), 0.0) if matches else 0.0,
                     chunk_match,
                     hit.lexical / top_lexical,
-                    float(fits(a.wants, unit.text)),
+                    float(_fits(a.wants, unit.text)),
                     float(defines),
                     ids_held / len(terms.ids) if terms.ids else 0.0,
                     named,

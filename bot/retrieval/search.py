@@ -53,6 +53,13 @@ def tokenize(text: str) -> list[str]:
     ]
 
 
+@lru_cache(maxsize=1 << 16)
+def token_set(text: str) -> frozenset[str]:
+    """`tokenize` as a set, remembered per text: the ranker reads the same source sentences for
+    every question that retrieves them."""
+    return frozenset(tokenize(text))
+
+
 _PATIENT = re.compile(r"\bpatient\s*#?\s*(\d+)\b", re.IGNORECASE)
 
 
@@ -76,14 +83,33 @@ class Hit:
     rank: int
 
 
+# Up to this many chunks, dense search is an exact scan of the chunk vectors held in memory
+# (20,000 x 384 floats = 30 MB, well under a millisecond): the same neighbours Chroma's HNSW
+# graph returns on an index this small, without a round trip through Chroma per question
+# (about 1 ms, most of the dense stage). Larger indexes are searched by Chroma.
+EXACT_DENSE_MAX = 20_000
+
+
+def _unit_rows(m: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1, as Chroma's cosine space compares them."""
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    return (m / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
 class HybridSearch:
     """Loads chunk texts once from the index and answers searches with a precomputed vector."""
 
-    def __init__(self, index: IndexHandle, rrf_k: int = 60) -> None:
+    def __init__(self, index: IndexHandle, rrf_k: int = 60, exact_max: int = EXACT_DENSE_MAX) -> None:
         self.index = index
         self.rrf_k = rrf_k
         self.docs = index.all_chunks()
         self.by_id = {d.id: d for d in self.docs}
+        self._matrix: np.ndarray | None = None  # unit chunk vectors, for the exact scan
+        self._ids: list[str] = []
+        if 0 < len(self.docs) <= exact_max:
+            ids, vectors = index.chunk_vectors()
+            if len(ids) == len(self.docs) and vectors.shape[0] == len(ids):
+                self._ids, self._matrix = ids, _unit_rows(vectors)
         tokens = [tokenize(embedding_text(d)) for d in self.docs]
         # Which chunks hold each word: exact-code lookups cost O(hits), not O(corpus).
         self._postings: dict[str, set[str]] = {}
@@ -100,7 +126,17 @@ class HybridSearch:
         self._vocab = set(self.bm25.vocab_dict)
 
     def dense(self, qvec: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """The k chunks closest to the question's vector: (chunk id, cosine), best first."""
         k = min(k, len(self.docs))
+        if k <= 0:
+            return []
+        if self._matrix is not None:
+            q = np.asarray(qvec, dtype=np.float32)
+            norm = float(np.linalg.norm(q))
+            sims = self._matrix @ (q / norm if norm > 0 else q)
+            top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+            top = top[np.argsort(-sims[top], kind="stable")]
+            return [(self._ids[i], float(sims[i])) for i in top]
         got = self.index.chunks.query(query_embeddings=[qvec], n_results=k, include=["distances"])
         return [(i, 1.0 - d) for i, d in zip(got["ids"][0], got["distances"][0], strict=True)]
 

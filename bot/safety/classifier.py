@@ -64,6 +64,7 @@ class Classifier:
     encoder: object  # bot.store.encoders.Encoder: the merged encoder and head as one ONNX graph
     max_batch: int = 32
     max_wait_ms: float = 2.0
+    cache_size: int = 1024  # recent messages whose probabilities are remembered (0: none)
 
     def __post_init__(self) -> None:
         from bot.store.batcher import MicroBatcher
@@ -80,10 +81,11 @@ class Classifier:
                 self._cache.move_to_end(text)
                 return hit
         probs = np.asarray(self.batcher(text), dtype=np.float64)
-        with self._lock:
-            self._cache[text] = probs
-            if len(self._cache) > 1024:
-                self._cache.popitem(last=False)
+        if self.cache_size > 0:
+            with self._lock:
+                self._cache[text] = probs
+                if len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
         return probs
 
     def forget(self) -> None:
@@ -120,6 +122,7 @@ def load(folder: Path, settings: Settings, progress: bool = False) -> Classifier
         encoder,
         m.max_batch,
         m.batch_wait_ms,
+        m.cache_texts,
     )
 
 

@@ -8,6 +8,7 @@ every answer, context sentences included.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from bot.safety.rules import INJECTION
 
@@ -29,6 +30,10 @@ PLANTED = _rx(
 )
 
 
+@lru_cache(maxsize=1 << 16)
 def looks_planted(sentence: str) -> bool:
-    """A source sentence that speaks to the bot or orders readers about their treatment."""
+    """A source sentence that speaks to the bot or orders readers about their treatment.
+
+    Remembered per text: the same source sentences are checked for every question that
+    retrieves them, and the answer never changes (the regexes are fixed)."""
     return bool(INJECTION.search(sentence) or PLANTED.search(sentence))

@@ -81,14 +81,18 @@ class Embedder:
     of the same text waits for that result instead of computing it again. The guard stage
     prefetches the question while the safety classifier reads it, so on an idle machine the two
     encoders run side by side on the two cores; under load it does nothing (see `prefetch`).
+    `cache_size` recent vectors are remembered (0: none; a prefetch is still handed over).
     """
 
+    _PENDING_MAX = 64  # prefetches nobody collected (a question settled by the guard) are dropped
+
     def __init__(
-        self, embeddings, cache_size: int = 512, max_batch: int = 32, max_wait_ms: float = 2.0
+        self, embeddings, cache_size: int = 1024, max_batch: int = 32, max_wait_ms: float = 2.0
     ) -> None:
         self.embeddings = embeddings
-        self._cache: OrderedDict[str, np.ndarray | Future] = OrderedDict()
-        self._size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._pending: OrderedDict[str, Future] = OrderedDict()  # prefetches under way or unclaimed
+        self._size = max(0, cache_size)
         self._lock = Lock()
         self.batcher = MicroBatcher(lambda texts: embed_texts(self.embeddings, texts), max_batch, max_wait_ms)
         self.prefetched = 0  # texts whose prefetch was used (diagnostics, tests)
@@ -96,16 +100,21 @@ class Embedder:
 
     def embed(self, text: str) -> np.ndarray:
         with self._lock:
+            future = self._pending.get(text)
             hit = self._cache.get(text)
             if hit is not None:
                 self._cache.move_to_end(text)
-        if isinstance(hit, Future):
+        if future is not None:
             try:
-                vec = hit.result()
+                vec = future.result()
                 self.prefetched += 1
                 return vec
             except Exception:  # noqa: BLE001 - the prefetch failed: compute it here, where errors surface
-                hit = None
+                pass
+            finally:
+                with self._lock:  # collected: later askers read the cache (or compute)
+                    if self._pending.get(text) is future:
+                        del self._pending[text]
         if hit is not None:
             return hit
         vec = self.batcher(text)
@@ -118,26 +127,27 @@ class Embedder:
             # thread would win nothing, and batching does the saving.
             return
         with self._lock:
-            if text in self._cache:
+            if text in self._cache or text in self._pending:
                 return
             future: Future = Future()
-            self._cache[text] = future
+            self._pending[text] = future
+            while len(self._pending) > self._PENDING_MAX:
+                self._pending.popitem(last=False)
 
         def run() -> None:
             try:
                 vec = self.batcher(text)
             except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for it
                 future.set_exception(exc)
-                with self._lock:
-                    if self._cache.get(text) is future:
-                        del self._cache[text]
                 return
-            future.set_result(vec)
             self._remember(text, vec)
+            future.set_result(vec)
 
         self._helper.submit(run)
 
     def _remember(self, text: str, vec: np.ndarray) -> None:
+        if not self._size:
+            return
         with self._lock:
             self._cache[text] = vec
             self._cache.move_to_end(text)
@@ -148,6 +158,7 @@ class Embedder:
         """Empty the cache (benchmarks time the model, not the cache)."""
         with self._lock:
             self._cache.clear()
+            self._pending.clear()
 
     def embed_many(self, texts: list[str]) -> np.ndarray:
         return embed_texts(self.embeddings, texts)

@@ -95,6 +95,19 @@ class IndexHandle:
             if len(got["ids"]) < _PAGE:
                 return out
 
+    def chunk_vectors(self) -> tuple[list[str], np.ndarray]:
+        """Every chunk's id and stored embedding (rows in the same order), read in pages."""
+        ids: list[str] = []
+        rows: list[np.ndarray] = []
+        while True:
+            got = self.chunks.get(include=["embeddings"], limit=_PAGE, offset=len(ids))
+            ids.extend(got["ids"])
+            if len(got["ids"]):
+                rows.append(np.asarray(got["embeddings"], dtype=np.float32))
+            if len(got["ids"]) < _PAGE:
+                break
+        return ids, (np.vstack(rows) if rows else np.zeros((0, 384), np.float32))
+
     def sentence_vectors(self, chunk_ids: list[str]) -> dict[str, np.ndarray]:
         """Unit embeddings per chunk (rows in unit order), cached after the first fetch."""
         missing = [c for c in chunk_ids if c not in self._sentence_cache]

@@ -40,3 +40,19 @@ def test_langchain_retriever_returns_documents_with_citation_metadata(companion)
     assert docs and len(docs) <= companion.settings.retrieval.top_k
     assert any("CT0596" in d.page_content for d in docs)
     assert all(d.metadata.get("url") and d.metadata.get("section") for d in docs)
+
+
+def test_the_exact_scan_in_memory_finds_what_chroma_finds(companion):
+    """A small index is searched by scanning its chunk vectors in memory; Chroma's own search
+    (what a large index uses) must return the same chunks in the same order, same cosines."""
+    from bot.retrieval.search import HybridSearch
+    from bot.store.embed import embed_texts
+
+    by_chroma = HybridSearch(companion.index, exact_max=0)
+    assert companion.search._matrix is not None and by_chroma._matrix is None
+    questions = ["What is CT0596?", "how long do people with primary PCL live", "Who sponsors CT071?", "x"]
+    for qvec in embed_texts(companion.embeddings, questions):
+        for k in (1, 12, len(companion.search.docs)):
+            ours, theirs = companion.search.dense(qvec, k), by_chroma.dense(qvec, k)
+            assert [i for i, _ in ours] == [i for i, _ in theirs]
+            assert [s for _, s in ours] == pytest.approx([s for _, s in theirs], abs=1e-5)

@@ -113,3 +113,38 @@ def test_the_guard_prefetch_hands_its_vector_to_analyse(companion) -> None:
     assert reply.kind == "answer"
     # the question is embedded once: prefetched while the guard classified it, reused by analyse
     assert companion.embedder.batcher.calls - before == 1
+
+
+def test_a_corrected_question_is_still_embedded_once(companion) -> None:
+    """The guard prefetches the text analyse embeds: the question with its misspellings fixed."""
+    companion.forget()
+    before = companion.embedder.batcher.calls
+    reply = companion.ask("wat is plasma sell leukemia")
+    assert reply.kind in ("answer", "not_found")
+    assert companion.embedder.batcher.calls - before == 1
+
+
+def test_without_a_cache_the_prefetch_is_still_handed_over(companion) -> None:
+    from bot.store.embed import Embedder
+
+    embedder = Embedder(companion.embeddings, cache_size=0)
+    embedder.prefetch("What is CT0596?")
+    first = embedder.embed("What is CT0596?")
+    assert (embedder.batcher.calls, embedder.prefetched) == (1, 1)
+    again = embedder.embed("What is CT0596?")  # nothing remembered: computed again
+    assert embedder.batcher.calls == 2 and np.allclose(first, again, atol=1e-6)
+
+
+def test_the_cache_sizes_come_from_the_settings(settings) -> None:
+    from dataclasses import replace
+
+    from bot.pipeline import Companion
+
+    quiet = replace(settings, models=replace(settings.models, cache_texts=0))
+    companion = Companion(quiet, progress=False)
+    for _ in range(2):
+        companion.ask("Who sponsors CT071?")
+    # every ask pays for both model passes: nothing remembered between questions
+    assert companion.embedder.batcher.calls >= 3  # the warm-up, then one per ask
+    assert companion.classifier.batcher.calls >= 3
+    assert not companion.embedder._cache and not companion.classifier._cache

@@ -127,3 +127,43 @@ def test_exports_live_beside_the_index(settings, name) -> None:
     spec = embed_spec(settings) if name == "embed" else safety_spec(settings, model_dir(settings))
     path = ensure_export(settings, spec)
     assert path.parent == Path(settings.index.index_dir) / "models" and path.name.startswith(f"{name}-")
+
+
+def test_the_word_embedding_table_is_one_memory_mapped_file(companion, monkeypatch) -> None:
+    """Both encoders read their 45 MB word-embedding table from the same mapped .npy (only the
+    rows read are resident), and give exactly what the graph with its own copy gives."""
+    from bot.store import encoders
+
+    embed, safety = companion.embeddings.encoder, companion.classifier.encoder
+    assert embed._tables and safety._tables
+    maps = [encoders.mapped_tables(e.path) for e in (embed, safety)]
+    assert all(isinstance(t, np.memmap) for m in maps for t in m.values())
+    assert {id(t) for t in maps[0].values()} == {id(t) for t in maps[1].values()}  # one mapping
+    listing = json.loads(embed.path.with_name(f"{embed.path.stem}.tables.json").read_text(encoding="utf-8"))
+    assert list(listing["tables"]) == ["bert.embeddings.word_embeddings.weight"]
+
+    monkeypatch.setattr(encoders, "mapped_tables", lambda path: {})
+    for mapped in (embed, safety):
+        own = encoders.Encoder(mapped.path, Path(mapped.tokenizer_file))
+        assert not own._tables
+        assert np.array_equal(own(TEXTS), mapped(TEXTS))
+
+
+def test_questions_batched_together_are_split_by_length(companion) -> None:
+    """One long message among short questions gets a model call of its own (everything in a call
+    is padded to its longest text), and each text still gets its own row."""
+    from types import SimpleNamespace
+
+    from bot.store.encoders import Encoder
+
+    lengths = [12, 10, 11, 200, 13, 40]
+    encodings = [SimpleNamespace(ids=[0] * n) for n in lengths]
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    runs = Encoder._runs(order, encodings)
+    assert runs == [[1, 2, 0, 4], [5], [3]]
+    build = Encoder._runs(list(range(70)), [SimpleNamespace(ids=[0] * 5)] * 70)  # an index build
+    assert [len(r) for r in build] == [32, 32, 6]
+    texts = ["What is CT0596?", "Is PCL hereditary? " * 30, "Who sponsors CT071?"]
+    together = companion.embeddings.encode(texts)
+    alone = np.vstack([companion.embeddings.encode([t]) for t in texts])
+    assert np.allclose(together, alone, atol=1e-5)
