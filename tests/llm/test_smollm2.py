@@ -129,8 +129,9 @@ def test_streaming_yields_tokens_then_checked_sentences_then_the_same_reply_as_a
             first = time.perf_counter() - started
         events.append(e)
     kinds = [type(e).__name__ for e in events]
-    assert kinds[0] == "Token" and kinds[-1] == "Final" and "Checked" in kinds
-    assert kinds.index("Token") < kinds.index("Checked")
+    assert kinds[0] == "Drafting" and kinds[1] == "Token" and kinds[-1] == "Final" and "Checked" in kinds
+    assert kinds.count("Drafting") == 1 and kinds.index("Token") < kinds.index("Checked")
+    assert events[0].reply.kind == events[-1].reply.kind
     reply = events[-1].reply
     assert "first_token" in reply.timings_ms and reply.timings_ms["first_token"] > 0
     print(
@@ -145,7 +146,11 @@ def test_closing_the_stream_stops_the_model(generating):
     for e in stream:
         if isinstance(e, Token):
             break
+    started = time.perf_counter()
     stream.close()
+    # At once, not after the model has written on to its token limit (what closing LangChain's
+    # `chain.stream` does: it reads the rest of the model's output for its trace).
+    assert time.perf_counter() - started < 3
     deadline = time.time() + 10
     while time.time() < deadline and any(t.name == "pcl-llm-generate" for t in threading.enumerate()):
         time.sleep(0.1)
