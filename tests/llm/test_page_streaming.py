@@ -11,10 +11,20 @@ same server's JSON API).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from app_fixtures import start_app
+from browser_fixtures import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    VIEWS,
+    answer_words,
+    chromium_or_skip,
+    open_page,
+    wait_turn,
+)
 from page_session import PageSession
 
 pytestmark = pytest.mark.llm
@@ -91,3 +101,93 @@ def test_a_reply_the_model_does_not_write_comes_whole_at_once(llm_app):
         done = page.ask("I have a fever of 39C after my CAR-T infusion")
         assert done["output"]["data"][0]["kind"] == "emergency"
         assert page.updates == []  # emergencies are fixed texts, never generated or streamed
+
+
+# ---------------------------------------------------------------------- in Chromium
+
+# Records every state of the streaming bubble: its text, whether it was aria-busy, whether it
+# showed unchecked (grey) text; and every announcement of the live region.
+WATCH = """
+() => {
+  const log = document.getElementById('pcl-log');
+  const live = document.getElementById('pcl-live');
+  const seen = (window.__pcl_stream = {states: [], busy: 0, notBusy: 0, drafts: 0, said: []});
+  seen.watchers = [];  // kept referenced, so no garbage collection ends the watch
+  const watch = () => {
+    const h = log.querySelector('.pcl-stream-holder');
+    if (!h) return;
+    const text = h.innerText;
+    if (seen.states[seen.states.length - 1] !== text) seen.states.push(text);
+    if (h.getAttribute('aria-busy') === 'true') seen.busy++; else seen.notBusy++;
+    if (h.querySelector('.pcl-draft')) seen.drafts++;
+  };
+  const say = () => { if (live.textContent) seen.said.push(live.textContent); };
+  for (const [node, fn] of [[log, watch], [live, say]]) {
+    const o = new MutationObserver(fn);
+    o.observe(node, {subtree: true, childList: true, characterData: true});
+    seen.watchers.push(o);
+  }
+}
+"""
+SLOW_ANSWER_MS = 300_000  # a 135M model on a shared CPU
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, llm_app) -> Iterator[object]:
+    yield from open_page(browser, llm_app, VIEWS[2])  # desktop, light
+
+
+def test_in_the_browser_the_answer_streams_then_the_final_bubble_replaces_it(page):
+    page.evaluate(WATCH)
+    box = page.get_by_label("Your question")
+    box.fill(QUESTIONS[0])
+    box.press("Enter")
+    page.locator(".pcl-stream-holder .pcl-draft").first.wait_for(timeout=SLOW_ANSWER_MS)
+    assert page.locator(".pcl-stream-holder").get_attribute("aria-busy") == "true"
+    assert "not checked yet" in page.locator(".pcl-stream-holder .pcl-drafting-note").inner_text()
+    wait_turn(page, 1, timeout=SLOW_ANSWER_MS)
+    seen = page.evaluate("(({ watchers, ...rest }) => rest)(window.__pcl_stream)")
+    assert len(seen["states"]) > 1 and seen["drafts"] > 0 and seen["notBusy"] == 0, seen["states"][-3:]
+    # The final bubble replaced the streaming one: no grey text, nothing busy, cards and note.
+    bot = page.locator("#pcl-log .pcl-turn").last.locator(".pcl-msg-bot")
+    assert bot.locator(".pcl-stream-holder, .pcl-drafting, .pcl-draft").count() == 0
+    assert page.locator("[aria-busy='true']").count() == 0
+    stored = page.evaluate("JSON.parse(localStorage.getItem('pcl-companion:conversation:v1')).turns[0].r")
+    assert answer_words(bot.locator(".pcl-answer").inner_text()) == answer_words(stored["answer"])
+    if stored["mode"] == "generated":
+        assert bot.locator(".pcl-generated a.pcl-cite").count() >= 1
+        assert (
+            bot.locator(".pcl-card").count() >= 1
+            and "language model" in bot.locator(".pcl-note").inner_text()
+        )
+    # Announced once, when whole: never a token at a time.
+    page.locator("#pcl-live").get_by_text("PCL companion answered").wait_for(state="attached")
+    seen = page.evaluate("(({ watchers, ...rest }) => rest)(window.__pcl_stream)")
+    answered = [s for s in seen["said"] if s.startswith("PCL companion answered")]
+    assert len(answered) == 1 and len(seen["said"]) <= 2, seen["said"]
+    print(f"\nbrowser: {len(seen['states'])} bubble states before the final {stored['mode']} answer")
+
+
+def test_in_the_browser_stop_ends_a_streaming_answer(page):
+    box = page.get_by_label("Your question")
+    box.fill(QUESTIONS[1])
+    box.press("Enter")
+    page.locator(".pcl-stream-holder .pcl-draft").first.wait_for(timeout=SLOW_ANSWER_MS)
+    page.locator("#pcl-stop").click()
+    turn = page.locator("#pcl-log .pcl-turn").last
+    assert "You stopped this question before it was answered." in turn.inner_text()
+    assert turn.locator(".pcl-stream-holder").count() == 0
+    page.wait_for_timeout(1000)
+    assert turn.locator(".pcl-stream-holder, .pcl-answer").count() == 0, "a stopped answer kept streaming in"
+    assert page.locator("#pcl-log").get_attribute("aria-busy") == "false"
