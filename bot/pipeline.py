@@ -52,11 +52,12 @@ class Pipeline:
     # Optional, after the policy (README "Answers from an LLM"): None unless an LLM is configured.
     generate: Generate | None = None
 
-    def run(self, q: Query) -> Reply:
+    def run(self, q: Query, generate: bool = True) -> Reply:
+        """The reply; `generate=False` skips the optional generate stage (the extractive reply)."""
         started = time.perf_counter()
         self.trace(q)
         reply = self.policy(q, started)
-        if self.generate is None:
+        if self.generate is None or not generate:
             return reply
         return self.generate(q, reply, started)
 
@@ -172,13 +173,15 @@ class Companion:
             search=self.search, embeddings=self.embeddings, k=r.top_k, candidates=r.candidate_k, mode=r.mode
         )
 
-    def ask(self, question: str, history: Sequence[dict] | None = None) -> Reply:
-        return self.pipeline.run(Query(raw=question, history=clean_history(history)))
+    def ask(self, question: str, history: Sequence[dict] | None = None, generate: bool = True) -> Reply:
+        """The reply to a question. With an LLM configured, `generate=False` gives the extractive
+        reply without calling the model (the page checks the parts of a multi-question message)."""
+        return self.pipeline.run(Query(raw=question, history=clean_history(history)), generate=generate)
 
     def ask_stream(self, question: str, history: Sequence[dict] | None = None) -> Iterator[Event]:
-        """`ask` for a chat page that streams: `Token`s of the model's text as they arrive, a
-        `Checked` per sentence (its kept part, or None: remove its tokens), then `Final(reply)`,
-        the same reply `ask` gives. Without an LLM, and for every reply that is not generated
+        """`ask` for a chat page that streams: `Drafting` (the model starts), `Token`s of the
+        model's text as they arrive, a `Checked` per sentence (its kept part, or None: remove its
+        tokens), then `Final(reply)`, the same reply `ask` gives. Without an LLM, and for every reply that is not generated
         (emergencies first), the only event is `Final`. See `bot/llm/events.py`."""
         return self.pipeline.stream(Query(raw=question, history=clean_history(history)))
 

@@ -6,6 +6,7 @@ ready" is the real first start) and no other process rebuilding or writing the s
 can pull the store from under a running test. (Seen on a shared machine: answers failed while
 another process had the same Chroma store open for writing.)
 Both test_app.py and test_browser.py use the same server; `app_server()` starts it once.
+`start_app(env)` starts another one with its own settings (tests/llm: the app with an LLM).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,7 @@ class AppServer:
     feedback_log: Path
     log_file: Path
     cold_start_s: float
+    stop: Callable[[], None] = lambda: None  # ends the process (also done at exit)
 
     def output(self) -> str:
         return self.log_file.read_text(encoding="utf-8", errors="replace")
@@ -58,15 +61,24 @@ def free_port() -> int:
 @functools.cache
 def app_server() -> AppServer:
     """Start `python app.py` once per session and wait until the page is served."""
+    server = start_app()
+    record_timing("cold_start_to_ready_s", server.cold_start_s)
+    record_timing("cold_start_built_the_index", "Embedding passages" in server.output())
+    return server
+
+
+def start_app(extra_env: dict[str, str] | None = None) -> AppServer:
+    """Start `python app.py` (with `extra_env` added to its environment) and wait for the page."""
     workdir = Path(tempfile.mkdtemp(prefix="pcl-app-test-"))
     port = free_port()
-    env = os.environ | {
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PCL_LLM_")} | {
         "PCL_INDEX_DIR": str(workdir / "index"),
         "PCL_FEEDBACK_LOG": str(workdir / "feedback" / "ratings.jsonl"),
         "PCL_CONCURRENCY_LIMIT": str(CONCURRENCY_LIMIT),
         "PCL_MAX_QUEUE": str(MAX_QUEUE),
         "PYTHONUNBUFFERED": "1",
     }
+    env |= extra_env or {}
     env.pop("GRADIO_SERVER_NAME", None)  # the default must be loopback
     log_file = workdir / "app.log"
     started = time.perf_counter()
@@ -81,11 +93,12 @@ def app_server() -> AppServer:
     url = f"http://127.0.0.1:{port}/"
 
     def stop() -> None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
         if not os.environ.get("PCL_KEEP_APP_LOG"):
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -102,16 +115,14 @@ def app_server() -> AppServer:
         if time.perf_counter() > deadline:
             raise RuntimeError(f"app.py not ready after {START_TIMEOUT_S} s:\n{log_file.read_text()}")
         time.sleep(0.2)
-    server = AppServer(
+    return AppServer(
         url=url,
         process=process,
         feedback_log=workdir / "feedback" / "ratings.jsonl",
         log_file=log_file,
         cold_start_s=time.perf_counter() - started,
+        stop=stop,
     )
-    record_timing("cold_start_to_ready_s", server.cold_start_s)
-    record_timing("cold_start_built_the_index", "Embedding passages" in server.output())
-    return server
 
 
 def record_timing(name: str, value: float | str | bool) -> None:

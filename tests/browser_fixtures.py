@@ -159,7 +159,8 @@ STOPWATCH = """
     const bot = turn && turn.querySelector('.pcl-msg-bot .pcl-reply:not(.pcl-pending)');
     if (t.shown === undefined && turn) t.shown = performance.now();
     if (t.first === undefined && bot && bot.innerText.trim()) t.first = performance.now();
-    if (t.full === undefined && bot && !turn.querySelector('.pcl-revealing')) {
+    // (an answer a language model is still writing, .pcl-drafting, is not whole yet)
+    if (t.full === undefined && bot && !turn.querySelector('.pcl-revealing, .pcl-drafting')) {
       t.full = performance.now();
       observer.disconnect();
     }
@@ -173,7 +174,7 @@ TURN_DONE = """
 (n) => {
   const turn = document.querySelectorAll('#pcl-log .pcl-turn')[n - 1];
   const bot = turn && turn.querySelector('.pcl-msg-bot');
-  return Boolean(bot && bot.querySelector('.pcl-reply:not(.pcl-pending)') && !bot.classList.contains('pcl-revealing'));
+  return Boolean(bot && bot.querySelector('.pcl-reply:not(.pcl-pending):not(.pcl-drafting)') && !bot.classList.contains('pcl-revealing'));
 }
 """
 

@@ -5,11 +5,14 @@ calls: `POST gradio_api/call/respond` with [question, earlier turns, turn id], t
 stream of that call; a rating is `POST gradio_api/call/rate` with the rating data the answer
 came with. `PageSession` does the same with an httpx client and keeps the same results as the
 older helper of that name (`ask`, `bubbles`, `rate_last`), so tests written for it keep working.
+With an LLM configured the answer streams: the `generating` updates the page would show before
+the final reply are kept in `updates` (the last call's, in order, with their arrival times).
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 from bot.interfaces import render
 from bot.settings import Settings
@@ -20,10 +23,14 @@ class PageSession:
         self.url, self.client = url, client
         self.max_chars = Settings().safety.max_question_chars
         self.turns: list[dict] = []  # question, payload: what the page keeps in localStorage
+        self.updates: list[dict] = []  # the last call's streamed updates ("streaming": true)
+        self.update_times: list[float] = []  # seconds from the POST to each update, then the end
 
     def _call(self, name: str, data: list) -> dict:
         """POST call/<name> (ASCII-escaped JSON, as a browser sends it), then read its stream."""
         call = self.url + "gradio_api/call/" + name
+        self.updates, self.update_times = [], []
+        started = time.perf_counter()
         posted = self.client.post(
             call, content=json.dumps({"data": data}).encode(), headers={"Content-Type": "application/json"}
         )
@@ -34,8 +41,14 @@ class PageSession:
             for line in stream.iter_lines():
                 if line.startswith("event:"):
                     event = line[6:].strip()
+                elif line.startswith("data:") and event == "generating":
+                    update = (json.loads(line[5:]) or [None])[0]
+                    if isinstance(update, dict) and update.get("streaming"):
+                        self.updates.append(update)
+                        self.update_times.append(time.perf_counter() - started)
                 elif line.startswith("data:") and event in ("complete", "error"):
                     payload = json.loads(line[5:])
+                    self.update_times.append(time.perf_counter() - started)
                     break
         if event == "complete":
             return {"msg": "process_completed", "success": True, "output": {"data": payload}}

@@ -55,7 +55,7 @@ def test_emergency_question_gets_emergency_guidance(client: Client) -> None:
     assert text.startswith("This may be an emergency. Get medical help now.")
     assert "911" in text
     assert "Sources:" not in text  # guidance first and alone, no search results
-    assert Settings().disclaimer_for("emergency") in text
+    assert Settings().disclaimer_for("emergency") in text  # worded for its kind: nothing is cited
 
 
 @pytest.mark.parametrize("question", ui.EXAMPLES)

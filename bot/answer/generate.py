@@ -27,10 +27,10 @@ from langchain_core.documents import Document
 
 from bot.answer.grounding import GroundingGuard, Passage, Verdict
 from bot.ingest.chunk import units_of
-from bot.llm.chain import build_chain, number_passages
-from bot.llm.events import Checked, Event, Final, Token
+from bot.llm.chain import build_chain, number_passages, stream_text
+from bot.llm.events import Checked, Drafting, Event, Final, Token
 from bot.query import Query
-from bot.reply import Citation, Generated, Quote, Reply
+from bot.reply import Citation, Generated, Reply
 from bot.safety.planted import looks_planted
 from bot.settings import LLMSettings
 from bot.store.embed import Embedder
@@ -158,6 +158,7 @@ class Generate:
             yield Final(reply)
             return
         t0 = time.perf_counter()
+        yield Drafting(reply)
         prompt = self._prompt(q, reply)
         guard = GroundingGuard(prompt.passages, self.embedder.embed, self.settings.min_similarity)
         inputs = {
@@ -187,7 +188,7 @@ class Generate:
         lock = self._lock or _NoLock()
         with lock:
             pieces = 0
-            stream = self.chain.stream(inputs)
+            stream = stream_text(self.chain, inputs)
             try:
                 for piece in stream:
                     if not piece:
@@ -223,8 +224,7 @@ class Generate:
         if failed or not self._enough(kept, verdicts, prompt.lead):
             yield Final(replace(reply, mode="extractive", latency_ms=(done - started) * 1000.0, **common))
             return
-        own = [p for p in reply.parts if not isinstance(p, Quote)]
-        parts = (*own, *(g for g, _ in kept))
+        parts = (*Drafting(reply).own_parts, *(g for g, _ in kept))
         citations = self._citations(prompt, numbers, kept)
         final = replace(
             reply,

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 import nh3
 
-from bot.reply import Citation, Framing, Notice, Part, Quote, Reply, quote_text
+from bot.reply import Citation, Framing, Generated, Notice, Part, Quote, Reply, quote_text
 
 EMERGENCY = "emergency"
 # Kinds whose sentences come from the sources (the others are the bot's own fixed texts).
@@ -141,6 +141,13 @@ def parts_html(parts: tuple[Part, ...], turn: str = "t0", citations: tuple[Citat
             items.clear()
 
     for p in parts:
+        if isinstance(p, Generated):  # a model's sentence: plain text, never a link it wrote
+            if current is not None and p.block != current:
+                flush_text()
+            flush_items()
+            current = p.block
+            text.append(_esc(p.text) + "".join(_cite(n, turn, by_n) for n in p.ns))
+            continue
         if isinstance(p, Quote):
             if current is not None and p.block != current:
                 flush_text()
@@ -263,7 +270,9 @@ def card_html(c: Citation, turn: str = "t0") -> str:
 
 def cited(parts: tuple[Part, ...], citations: tuple[Citation, ...]) -> tuple[Citation, ...]:
     """The citations the answer actually points to, in number order."""
-    used = {p.n for p in parts if isinstance(p, Quote)}
+    used = {p.n for p in parts if isinstance(p, Quote)} | {
+        n for p in parts if isinstance(p, Generated) for n in p.ns
+    }
     return tuple(sorted((c for c in citations if c.n in used), key=lambda c: c.n))
 
 
@@ -288,8 +297,19 @@ def actions_html(parts: tuple[Part, ...]) -> str:
     return f'<p class="pcl-calls">{links}</p>' if links else ""
 
 
-def note(kind: str, emergency_number: str = "911") -> str:
-    """The short line under each reply, worded for its kind (the full disclaimer is at the top)."""
+def note(kind: str, emergency_number: str = "911", mode: str = "extractive") -> str:
+    """The short line under each reply, worded for its kind (the full disclaimer is at the top)
+    and, for an answer a language model wrote (`mode` generated), saying so."""
+    if mode == "generated" and kind == "answer":
+        return (
+            "Written by a language model from the sources, each sentence checked against the one "
+            "it cites; not medical advice: ask your care team how it applies to you."
+        )
+    if mode == "generated" and kind == "medical_advice":
+        return (
+            "General information written by a language model from the sources, each sentence "
+            "checked against the one it cites: your care team decides what is right for you."
+        )
     if kind == "answer":
         return "The sources’ own words, not medical advice: ask your care team how they apply to you."
     if kind == "medical_advice":
@@ -309,17 +329,58 @@ def reply_html(reply: Reply, turn: str = "t0", emergency_number: str = "911") ->
     sources = cited(reply.parts, reply.citations)
     body = f'<div class="pcl-answer">{parts_html(reply.parts, turn, sources)}</div>'
     classes = f"pcl-reply pcl-kind-{_esc(reply.kind)}"
+    if reply.mode == "generated":
+        classes += " pcl-generated"
     if reply.kind == EMERGENCY:
         label = '<p class="pcl-alert-label"><span aria-hidden="true">⚠</span> Urgent</p>'
         body = label + body
         opening = f'<div class="{classes} pcl-emergency" role="alert">'
     else:
         opening = f'<div class="{classes}">'
-    text = note(reply.kind, emergency_number)
+    text = note(reply.kind, emergency_number, reply.mode)
     tail = actions_html(reply.parts) + sources_html(sources, turn)
     if text:
         tail += f'<p class="pcl-note">{_esc(text)}</p>'
     return _clean(opening + body + tail + "</div>")
+
+
+DRAFTING_NOTE = (
+    "Writing the answer from the sources. Grey text is not checked yet: each sentence stays only "
+    "if the source it cites supports it."
+)
+
+
+def drafting_html(
+    kind: str,
+    own_parts: tuple[Part, ...],
+    kept: tuple[Generated, ...],
+    draft: str,
+    dropped: int = 0,
+    turn: str = "t0",
+) -> str:
+    """The bubble while a language model writes the answer: the reply's own parts first (the
+    care-team notice of medical advice), the sentences the grounding guard kept so far, then the
+    model's newest text, not checked yet (grey). The final bubble (`reply_html`) replaces it; its
+    [n] are plain text here, since the source cards come with the final answer."""
+    sentences = [
+        f'<span class="pcl-checked">{_esc(g.text)}'
+        + "".join(f' <span class="pcl-cite-n">[{n}]</span>' for n in g.ns)
+        + "</span>"
+        for g in kept
+    ]
+    if draft.strip():
+        sentences.append(f'<span class="pcl-draft">{_esc(draft.strip())}</span>')
+    text = f"<p>{' '.join(sentences)}</p>" if sentences else ""
+    removed = ""
+    if dropped:
+        what = "sentence" if dropped == 1 else "sentences"
+        removed = f" Removed so far: {dropped} {what} its source did not support."
+    status = (
+        f'<p class="pcl-drafting-note"><span class="pcl-spinner" aria-hidden="true"></span>'
+        f"<span>{_esc(DRAFTING_NOTE + removed)}</span></p>"
+    )
+    body = f'<div class="pcl-answer">{parts_html(own_parts, turn)}{text}</div>'
+    return _clean(f'<div class="pcl-reply pcl-kind-{_esc(kind)} pcl-drafting">{body}{status}</div>')
 
 
 def user_html(text: str, limit: int) -> str:

@@ -10,6 +10,12 @@ the concurrency limit and the queue size apply to it as to the API.
 Endpoints: `/chat` is the one public API (plain text in, the whole reply as plain text out, listed
 in the API docs). The page's own `/respond` (a question and its history in, the rendered reply
 out) and `/rate` (a thumbs up or down) are undocumented: callable, but not offered to API clients.
+
+With an LLM configured (README "Answers from an LLM"), `/respond` streams: while the model writes
+an answer, its event stream carries `generating` updates (`"streaming": true`, the bubble as it
+stands: the sentences the grounding guard kept, then the model's newest text, not checked yet),
+then the final reply as always (`complete`). A sentence the guard drops disappears from the next
+update. Without an LLM, `/respond` is the plain function it always was: one `complete`, no update.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import json
 import logging
 import re
 import secrets
+import time
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -29,8 +37,9 @@ import gradio as gr
 
 from bot.interfaces import render
 from bot.interfaces.feedback import FeedbackError, FeedbackLog
+from bot.llm.events import Checked, Drafting, Final, Token
 from bot.pipeline import Companion
-from bot.reply import Reply, plain_text
+from bot.reply import Generated, Reply, markdown, plain_text
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,6 +63,46 @@ SORRY = "Sorry, something went wrong on our side while answering. Please try aga
 MAX_HISTORY_MESSAGES = 24
 # Kinds after which a multi-question message may have been answered only in part.
 PARTIAL_KINDS = ("answer", "medical_advice", "not_found")
+# While a model writes (LLM configured), the page gets the bubble at most this often, and at every
+# sentence the guard judged: a fast endpoint's tokens are grouped, a CPU model's sent one by one.
+STREAM_INTERVAL_S = 0.05
+
+
+class LiveDraft:
+    """The bubble while the model writes: the sentences the guard kept, then the text after them
+    that it has not judged yet. A dropped sentence's text is simply gone from the next update."""
+
+    def __init__(self, drafting: Drafting, turn: str) -> None:
+        self.kind = drafting.reply.kind
+        self.own = drafting.own_parts  # the care-team notice of medical advice stays first
+        self.turn = turn
+        self.kept: list[Generated] = []
+        self.pending = ""  # the model's text not judged yet
+        self.dropped = 0
+
+    def add(self, event: Token | Checked) -> None:
+        if isinstance(event, Token):
+            self.pending += event.text
+            return
+        # The judged sentence and any fragment before it ("1.") leave the unchecked text.
+        at = self.pending.find(event.draft)
+        self.pending = self.pending[at + len(event.draft) :] if at >= 0 else ""
+        if event.part is None:
+            self.dropped += 1
+        else:
+            self.kept.append(event.part)
+
+    def payload(self) -> dict:
+        kept = tuple(self.kept)
+        return {
+            "turn": self.turn,
+            "streaming": True,
+            "kind": self.kind,
+            "html": render.drafting_html(self.kind, self.own, kept, self.pending, self.dropped, self.turn),
+            "answer": markdown((*self.own, *kept)),  # checked sentences only
+            "draft": self.pending.strip(),
+            "dropped": self.dropped,
+        }
 
 
 class ChatCallbacks:
@@ -84,6 +133,46 @@ class ChatCallbacks:
             return {"turn": turn, "kind": "error", "html": render.error_html(SORRY), "answer": ""}
         return self.payload(reply, message, turn, unanswered)
 
+    def respond_stream(self, message: str, history: list, turn: str) -> Iterator[dict]:
+        """`respond` while a language model writes (LLM configured): updates of the bubble as the
+        model's text arrives and the guard judges each sentence (`"streaming": true`), then the
+        same final payload `respond` gives. Replies the model does not write (emergencies,
+        refusals, not found) come whole at once, as without an LLM."""
+        message = message if isinstance(message, str) else ""
+        turn = render.turn_id(turn)
+        turns = clean_turns(history, self.max_chars)
+        events = None
+        try:
+            events = self.companion.ask_stream(message, history=turns)
+            live: LiveDraft | None = None
+            last = 0.0
+            reply = None
+            for event in events:
+                if isinstance(event, Final):
+                    reply = event.reply
+                    break
+                if isinstance(event, Drafting):
+                    live = LiveDraft(event, turn)
+                    continue
+                if live is None:
+                    continue
+                live.add(event)
+                now = time.monotonic()
+                if isinstance(event, Checked) or now - last >= STREAM_INTERVAL_S:
+                    last = now
+                    yield live.payload()
+            if reply is None:
+                raise RuntimeError("the answer stream ended without a reply")
+            unanswered = self._unanswered_parts(message, reply, turns)
+        except Exception:  # the person gets a plain sentence; the trace goes to the server log
+            log.exception("answering failed")
+            yield {"turn": turn, "kind": "error", "html": render.error_html(SORRY), "answer": ""}
+            return
+        finally:
+            if events is not None:
+                events.close()  # the page stopped or went away: the model stops too
+        yield self.payload(reply, message, turn, unanswered)
+
     def payload(self, reply: Reply, message: str, turn: str, unanswered: list[str] | None = None) -> dict:
         safety = self.settings.safety
         cited = render.cited(reply.parts, reply.citations)
@@ -95,9 +184,10 @@ class ChatCallbacks:
             "reason": reply.reason,
             "html": render.reply_html(reply, turn, safety.emergency_number),
             "answer": reply.answer,  # Markdown: the history the next question is sent with
+            "mode": reply.mode,  # generated (by the LLM, every sentence checked) or extractive
             "plain": plain_text(reply.parts),
             "sources": sources_text(cited),
-            "note": render.note(reply.kind, safety.emergency_number),
+            "note": render.note(reply.kind, safety.emergency_number, reply.mode),
             "follow_ups": [q for q in reply.follow_ups if isinstance(q, str) and q.strip()][:3],
             "ask_separately": unanswered or [],
             "questions": len(split_questions(message)),
@@ -154,13 +244,24 @@ class ChatCallbacks:
         parts = split_questions(message)
         if len(parts) < 2 or reply.kind not in PARTIAL_KINDS:
             return []
-        given = {s for c in reply.citations for s in c.sentences} if reply.kind != "not_found" else set()
+        # A generated reply cites the passages its sentences come from (the supporting sentences
+        # differ from the quotes an extractive reply picks): compare passages then.
+        generated = reply.mode == "generated"
+
+        def used(r: Reply) -> set[str]:
+            return (
+                {c.passage for c in r.citations}
+                if generated
+                else {s for c in r.citations for s in c.sentences}
+            )
+
+        given = used(reply) if reply.kind != "not_found" else set()
         missing = []
         for part in parts:
-            alone = self.companion.ask(part, history=turns)
+            alone = self.companion.ask(part, history=turns, generate=False)  # no model call
             if alone.kind not in ("answer", "medical_advice"):
                 continue
-            own = {s for c in alone.citations for s in c.sentences}
+            own = used(alone)
             if own and not own & given:
                 missing.append(part)
         return missing
@@ -229,6 +330,19 @@ def page_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+SOURCES = "one HealthTree article on relapsed plasma cell leukemia (PCL) and two clinical-trial records"
+
+
+def subtitle(settings: Settings) -> str:
+    """What the answers are: quotes, or (LLM configured) the model's sentences, each checked."""
+    if settings.llm.enabled:
+        return (
+            f"Answers with their sources, from {SOURCES}: written by a language model, each sentence "
+            "checked against the passage it cites, or quoted word for word."
+        )
+    return f"Answers quoted word for word, with their sources, from {SOURCES}."
+
+
 def shell_html(settings: Settings) -> str:
     """The page itself: header, conversation, composer, dialogs. The script fills it in."""
     esc = html.escape
@@ -246,8 +360,7 @@ def shell_html(settings: Settings) -> str:
 <button type="button" id="pcl-smaller" class="pcl-btn pcl-size-btn" aria-label="A− (smaller text)">A−</button>
 <button type="button" id="pcl-larger" class="pcl-btn pcl-size-btn" aria-label="A+ (larger text)">A+</button>
 </div></div>
-<p class="pcl-subtitle">Answers quoted word for word, with their sources, from one HealthTree article on
-relapsed plasma cell leukemia (PCL) and two clinical-trial records.</p>
+<p class="pcl-subtitle">{subtitle(settings)}</p>
 <p class="pcl-banner" id="pcl-disclaimer"><strong>Not medical advice.</strong> {esc(settings.disclaimer)}</p>
 </header>
 <section class="pcl-conversation" aria-labelledby="pcl-conversation-h">
@@ -304,7 +417,8 @@ def build(companion: Companion) -> gr.Blocks:
     with gr.Blocks(title=f"{TITLE}: cited answers on relapsed PCL", fill_width=False) as demo:
         gr.HTML(shell_html(settings), elem_id="pcl-shell", apply_default_css=False, js_on_load=None)
         gr.api(
-            cb.respond,
+            # With an LLM the page's answers stream (`respond_stream`); without, nothing changes.
+            cb.respond_stream if companion.pipeline.generate is not None else cb.respond,
             api_name="respond",
             api_visibility="undocumented",
             concurrency_id=CHAT_CONCURRENCY_ID,

@@ -1,13 +1,16 @@
-"""What `Companion.ask_stream` yields, in order: tokens, checked sentences, then the final reply.
+"""What `Companion.ask_stream` yields, in order: the reply being drafted, tokens, checked
+sentences, then the final reply.
 
     for event in bot.ask_stream("What is CT0596?"):
-        if isinstance(event, Token): ...     # model text as it arrives, not yet checked
+        if isinstance(event, Drafting): ...  # the model starts: show event.own_parts (the
+                                             # care-team notice of medical advice) above its text
+        elif isinstance(event, Token): ...   # model text as it arrives, not yet checked
         elif isinstance(event, Checked): ... # one sentence judged: replace its tokens with
                                              # event.part (kept) or remove them (event.part is None)
         elif isinstance(event, Final): ...   # the reply to show and keep (may be the extractive one)
 
 Only a reply the policy gave kind `answer` or `medical_advice`, with an LLM configured, streams
-tokens; every other reply (emergencies first) is one `Final` at once. The `Final` reply is
+(`Drafting` first, then tokens); every other reply (emergencies first) is one `Final` at once. The `Final` reply is
 what `Companion.ask` returns for the same question.
 """
 
@@ -15,7 +18,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.reply import Generated, Reply
+from bot.reply import Generated, Part, Quote, Reply
+
+
+@dataclass(frozen=True)
+class Drafting:
+    """The model is about to write this reply's answer (the policy's reply, kind `answer` or
+    `medical_advice`). Its own parts, the ones that are not quotes, stay first whatever happens."""
+
+    reply: Reply
+
+    @property
+    def own_parts(self) -> tuple[Part, ...]:
+        return tuple(p for p in self.reply.parts if not isinstance(p, Quote))
 
 
 @dataclass(frozen=True)
@@ -42,4 +57,4 @@ class Final:
     reply: Reply
 
 
-Event = Token | Checked | Final
+Event = Drafting | Token | Checked | Final

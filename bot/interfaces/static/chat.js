@@ -6,6 +6,10 @@
 // answer is on its way waits, exactly as typed, and is sent when that answer ends. A failed
 // request is tried again until it gets through (or the person presses Stop). The server renders
 // each answer (safe HTML); everything built here uses textContent, never HTML from text.
+// With a language model configured on the server, the answer's stream also carries `generating`
+// updates while the model writes: the bubble as it stands (checked sentences, then grey text not
+// checked yet). They replace one another in the bubble, which is aria-busy until the final answer
+// replaces them all, so a screen reader reads the answer once, whole, not each word.
 
 const STORE = "pcl-companion:conversation:v1";
 const PREFS = "pcl-companion:prefs:v1";
@@ -109,8 +113,9 @@ function start(app) {
   class Offline extends Error {}
   class Failed extends Error {}
 
-  // One call through Gradio's queue: POST call/<name>, then read its event stream to the end.
-  async function call(name, data, signal) {
+  // One call through Gradio's queue: POST call/<name>, then read its event stream to the end;
+  // `onUpdate` gets each streamed update (`generating` with "streaming": true) before the end.
+  async function call(name, data, signal, onUpdate) {
     const session = Math.random().toString(36).slice(2, 14);
     let posted, stream;
     try {
@@ -145,6 +150,10 @@ function start(app) {
           const event = (/^event: (.*)$/m.exec(chunk) || [])[1];
           const payload = (/^data: (.*)$/m.exec(chunk) || [])[1];
           if (event === "complete") return JSON.parse(payload)[0];
+          if (event === "generating" && onUpdate && payload) {
+            const update = JSON.parse(payload)[0];
+            if (update && update.streaming) onUpdate(update);
+          }
           if (event === "error") {
             if (payload && payload.includes("Queue is full")) throw new Busy("queue full");
             throw new Failed(payload || "error");
@@ -306,7 +315,7 @@ function start(app) {
     const node = renderTurn(t);
     const bot = node.querySelector(".pcl-msg-bot");
     const blocks = [...bot.querySelectorAll(".pcl-answer > *")];
-    const urgent = t.r.kind === "emergency" || reduced();
+    const urgent = t.r.kind === "emergency" || reduced() || streamed.has(t); // streamed: read along
     bot.classList.add("pcl-revealing");
     if (blocks[0]) blocks[0].classList.add("pcl-shown");
     markFirstText(t);
@@ -354,8 +363,30 @@ function start(app) {
     }
   }, { passive: true });
 
+  // Turns whose answer streamed in this run, and whose first text was marked (not kept on reload).
+  const streamed = new WeakSet();
+  const marked = new WeakSet();
   function markFirstText(t) {
+    if (marked.has(t)) return;
+    marked.add(t);
     try { performance.mark("pcl-first-text-" + t.id); } catch (e) { /* old browser */ }
+  }
+
+  // The model's answer as it is written: each update replaces the last one in the same holder,
+  // which stays aria-busy (screen readers wait for the final answer, announced once).
+  function streamUpdate(t, update, token) {
+    if (token !== runToken || t.status !== "sending" || !update.html) return;
+    const bot = turnNode(t)?.querySelector(".pcl-msg-bot");
+    if (!bot) return;
+    let holder = bot.querySelector(".pcl-stream-holder");
+    if (!holder) {
+      bot.querySelector(".pcl-reply.pcl-pending")?.remove();
+      holder = make("div", { className: "pcl-reply-holder pcl-stream-holder", "aria-busy": "true" });
+      bot.append(holder);
+      streamed.add(t);
+      markFirstText(t);
+    }
+    holder.innerHTML = update.html; // rendered and sanitised on the server (render.py)
   }
 
   // Scroll so the answer reads from its first line: its question at the top of the screen when
@@ -425,6 +456,8 @@ function start(app) {
     t.status = "sending";
     t.wait = "";
     t.retrying = false;
+    streamed.delete(t);
+    marked.delete(t);
     save();
     const node = renderTurn(t);
     if (!t.queued) node.scrollIntoView({ block: "start", behavior: "auto" });
@@ -434,7 +467,7 @@ function start(app) {
     let reply = null;
     while (token === runToken) {
       try {
-        reply = await call("respond", [t.q, history(t), t.id], signal);
+        reply = await call("respond", [t.q, history(t), t.id], signal, (u) => streamUpdate(t, u, token));
         break;
       } catch (e) {
         if (token !== runToken || signal.aborted) return;
