@@ -1,5 +1,5 @@
 """The chat page's streaming protocol, without a model: scripted `ask_stream` events in, the
-`/respond` updates and final payload out (the real model runs in tests/llm/test_page_streaming.py).
+`/respond` updates and final payload out (the real model runs in tests/llm/test_llm_page_streaming.py).
 
 With an LLM configured, `/respond` yields an update of the bubble per token (grouped at most every
 STREAM_INTERVAL_S) and per judged sentence, then the final payload `respond` gives; a sentence the
