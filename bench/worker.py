@@ -74,7 +74,7 @@ def floors(args) -> dict:
         from bot.safety.classifier import load_classifier
 
         classifier = load_classifier(settings)
-        out["threads"] = settings.models.threads or os.cpu_count()
+        out["threads"] = onnx.encoder.session.get_session_options().intra_op_num_threads
         one = {"onnx": lambda t: embed_query(onnx, t)}
         many = {"onnx": onnx.encode}
         if classifier is not None:
