@@ -73,6 +73,7 @@ def floors(out_dir: Path, extra: list[str]) -> dict:
         "cosine_onnx_torch": torch["cosine_onnx_torch"],
         "torch_threads": torch["threads"],
         "onnx_threads": onnx["threads"],
+        "cores": onnx.get("cores"),
         "machine_load": {"onnx": onnx["machine_load"], "torch": torch["machine_load"]},
     }
 

@@ -72,11 +72,15 @@ def floors(args) -> dict:
         many = {"torch": lambda b: model.encode(b, normalize_embeddings=True, batch_size=32)}
     else:
         from bot.safety.classifier import load_classifier
+        from bot.store.encoders import Encoder
 
         classifier = load_classifier(settings)
-        out["threads"] = settings.models.threads or os.cpu_count()
-        one = {"onnx": lambda t: embed_query(onnx, t)}
-        many = {"onnx": onnx.encode}
+        out["threads"] = onnx.encoder.session.get_session_options().intra_op_num_threads
+        # The same graph with one thread per core: the fastest a single question goes alone.
+        cores = Encoder(onnx.encoder.path, onnx.encoder.tokenizer_file, threads=os.cpu_count() or 1)
+        out["cores"] = os.cpu_count()
+        one = {"onnx": lambda t: embed_query(onnx, t), "onnx_cores": lambda t: cores([t])}
+        many = {"onnx": onnx.encode, "onnx_cores": cores}
         if classifier is not None:
             one["safety_onnx"] = lambda t: classifier.encoder([t])
             many["safety_onnx"] = classifier.encoder

@@ -180,7 +180,9 @@ class AppSettings:
 class ModelSettings:
     """How the two encoders run (ONNX, `bot/store/encoders.py`) and how questions are batched."""
 
-    threads: int = 0  # onnxruntime threads per model call; 0: one per core
+    threads: int = (
+        0  # onnxruntime threads per model call; 0: one (many texts: runs side by side, one per core)
+    )
     embed_int8: bool = False  # dynamic int8 embedding model (off: the evals lose retrieval quality)
     safety_int8: bool = False  # dynamic int8 safety classifier
     max_batch: int = 32  # texts per model call at most

@@ -167,3 +167,15 @@ def test_questions_batched_together_are_split_by_length(companion) -> None:
     together = companion.embeddings.encode(texts)
     alone = np.vstack([companion.embeddings.encode([t]) for t in texts])
     assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_one_thread_per_call_and_many_texts_side_by_side(companion) -> None:
+    """Answering: one onnxruntime thread per model call. An index build: its runs of 32 go
+    through the model side by side, one per core, and each text gets its own row."""
+    encoder = companion.embeddings.encoder
+    assert encoder.session.get_session_options().intra_op_num_threads == 1
+    assert encoder.parallel_runs == (os.cpu_count() or 1)
+    texts = [f"{t} ({i})" for i in range(30) for t in TEXTS[:4]]  # 120 texts: 4 runs
+    together = companion.embeddings.encode(texts)
+    alone = np.vstack([companion.embeddings.encode([t]) for t in texts])
+    assert np.allclose(together, alone, atol=1e-5)
