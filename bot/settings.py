@@ -161,7 +161,9 @@ class LLMSettings:
     max_tokens: int = 120  # new tokens per answer
     timeout: float = 60.0  # seconds an endpoint may take before the extractive answer is given
     passages: int = 3  # numbered passages in the prompt: the composer's cited ones, then top hits
-    min_similarity: float = 0.62  # cosine of a sentence and the passage it cites (dev split)
+    # Cosine of a sentence and the passage it cites, calibrated on the dev split for the adapted
+    # embedding model (`python -m evals.calibrate_grounding`; with PCL_EMBED_ADAPTER=0 it was 0.62).
+    min_similarity: float = 0.53
     min_kept: float = 0.5  # share of the generated sentences that must pass, or extractive
 
     @property
@@ -184,6 +186,9 @@ class ModelSettings:
         0  # onnxruntime threads per model call; 0: one (many texts: runs side by side, one per core)
     )
     embed_int8: bool = False  # dynamic int8 embedding model (off: the evals lose retrieval quality)
+    # The embedding adapter learned from the corpus's stored questions (`corpus/models/embedding`,
+    # `python -m bot.store.train_embedding`) merged into the bundled model; off: the bundled model alone.
+    embed_adapter: bool = True
     safety_int8: bool = False  # dynamic int8 safety classifier
     max_batch: int = 32  # texts per model call at most
     batch_wait_ms: float = 2.0  # under load, how long a batch waits for more questions
@@ -267,6 +272,7 @@ class Settings:
             models=ModelSettings(
                 threads=_int(env, "PCL_ONNX_THREADS", m.threads, 0, 64),
                 embed_int8=_bool(env, "PCL_EMBED_INT8", m.embed_int8),
+                embed_adapter=_bool(env, "PCL_EMBED_ADAPTER", m.embed_adapter),
                 safety_int8=_bool(env, "PCL_SAFETY_INT8", m.safety_int8),
                 max_batch=_int(env, "PCL_MAX_BATCH", m.max_batch, 1, 256),
                 batch_wait_ms=_float(env, "PCL_BATCH_WAIT_MS", m.batch_wait_ms, 0.0, 50.0),

@@ -1,9 +1,9 @@
 """Named configurations for `--config NAME` and `--ablations`: one mechanism off at a time.
 
 Each is a set of overrides on the settings read from the environment (so `PCL_*` variables
-still apply). A configuration whose chunking differs from the base gets its own index folder,
-`<PCL_INDEX_DIR>/ablations/chunk-<tokens>`, built on first use: the main index is never rebuilt
-or swapped by an ablation.
+still apply). A configuration whose chunking or embedding model differs from the base gets its own index
+folder, `<PCL_INDEX_DIR>/ablations/chunk-<tokens>` or `.../bundled-embedding`, built on first
+use: the main index is never rebuilt or swapped by an ablation.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ CONFIGS: dict[str, dict[str, object]] = {
     "no-stored-questions": {"retrieval_stored_questions": False},
     "no-followups": {"answer_resolve_followups": False},
     "no-classifier": {"safety_classifier": False},
+    "no-embedding-adapter": {"models_embed_adapter": False},
     "chunk-96": {"index_chunk_tokens": 96},
     "chunk-256": {"index_chunk_tokens": 256},
 }
@@ -38,6 +39,9 @@ def settings_for(name: str, base: Settings | None = None) -> Settings:
             f"-o{si.chunk_overlap_tokens}" if si.chunk_overlap_tokens else ""
         )
         s = s.with_overrides(index_dir=Path(bi.index_dir) / "ablations" / suffix)
+    elif s.models.embed_adapter != base.models.embed_adapter:
+        suffix = "adapted-embedding" if s.models.embed_adapter else "bundled-embedding"
+        s = s.with_overrides(index_dir=Path(bi.index_dir) / "ablations" / suffix)
     return s
 
 
@@ -47,7 +51,8 @@ def describe(s: Settings) -> str:
         f"retrieval={r.mode} stored_questions={'on' if r.stored_questions else 'off'} "
         f"chunk={s.index.chunk_tokens} top_k={r.top_k} min_evidence={a.min_evidence} "
         f"margin={a.sentence_margin} followups={'on' if a.resolve_followups else 'off'} "
-        f"classifier={'on' if s.safety.classifier else 'off'}"
+        f"classifier={'on' if s.safety.classifier else 'off'} "
+        f"embedding_adapter={'on' if s.models.embed_adapter else 'off'}"
     ) + (f" llm={_llm(s)}" if s.llm.enabled else "")
 
 
@@ -59,4 +64,4 @@ def _llm(s: Settings) -> str:
 
 def fingerprint(s: Settings) -> tuple:
     """What makes two configurations produce the same replies (to run duplicates once)."""
-    return (s.index, s.retrieval, s.answer, s.safety, s.llm)
+    return (s.index, s.retrieval, s.answer, s.safety, s.llm, s.models.embed_adapter)

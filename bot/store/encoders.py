@@ -44,7 +44,7 @@ _EXPORT_CODE = Path(__file__).with_name("export.py")
 class ExportSpec:
     name: str  # embed | safety
     model_path: str  # the bundled sentence-transformers folder
-    adapter_dir: Path | None = None  # safety only: the LoRA adapter, head and meta
+    adapter_dir: Path | None = None  # a LoRA adapter merged in (safety: also its head and meta)
     int8: bool = False
 
     def sources(self) -> list[Path]:
@@ -135,7 +135,10 @@ def embed_spec(settings: Settings) -> ExportSpec:
             f"No sentence-transformers model at {path} (config.json and tokenizer.json are needed). "
             "Unset PCL_EMBED_MODEL to use the bundled model, or point it at a local model folder."
         )
-    return ExportSpec("embed", path, None, settings.models.embed_int8)
+    adapter = settings.index.trained("embedding") if settings.models.embed_adapter else None
+    if adapter is not None and not (adapter / "adapter_config.json").exists():
+        adapter = None  # no adapter trained for this corpus: the bundled model as it is
+    return ExportSpec("embed", path, adapter, settings.models.embed_int8)
 
 
 def safety_spec(settings: Settings, adapter_dir: Path) -> ExportSpec:

@@ -6,7 +6,8 @@ six layers of attention and feed-forward, mean pooling over the real tokens, L2 
 reading the weights of a loaded `BertModel`, so the exported graph does not depend on how a
 transformers release builds its attention masks:
 
-- `embed`: the bundled all-MiniLM-L6-v2 -> one unit vector per text (what sentence-transformers
+- `embed`: the bundled all-MiniLM-L6-v2, with the corpus's embedding adapter merged into a copy when
+  there is one (`train_embedding.py`) -> one unit vector per text (what sentence-transformers
   computes: mean pooling, then normalisation);
 - `safety`: a copy of the same weights with the safety LoRA adapter merged in (peft), then the
   classifier's linear head and a softmax -> one probability per category, as `classifier.py`
@@ -76,20 +77,26 @@ def _base(model_path: str):
     return AutoModel.from_pretrained(model_path, local_files_only=True).eval()
 
 
-def embed_module(model_path: str):
-    return _bert_module(_base(model_path))
+def _merged(model_path: str, adapter_dir: Path):
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(_base(model_path), str(adapter_dir)).merge_and_unload().eval()
+
+
+def embed_module(model_path: str, adapter_dir: Path | None = None):
+    """The bundled weights, with the corpus's embedding adapter merged into a copy when given."""
+    return _bert_module(_merged(model_path, adapter_dir) if adapter_dir else _base(model_path))
 
 
 def safety_module(model_path: str, adapter_dir: Path):
     """The bundled weights with the adapter merged into a copy, plus the head (as classifier.py)."""
     import torch
-    from peft import PeftModel
     from safetensors.torch import load_file
 
     from bot.safety.classifier import POOL_SCALE
 
     meta = json.loads((adapter_dir / "meta.json").read_text(encoding="utf-8"))
-    merged = PeftModel.from_pretrained(_base(model_path), str(adapter_dir)).merge_and_unload().eval()
+    merged = _merged(model_path, adapter_dir)
     head = torch.nn.Linear(merged.config.hidden_size, len(meta["labels"]))
     head.load_state_dict(load_file(str(adapter_dir / "head.safetensors")))
     return _bert_module(merged, head.eval(), POOL_SCALE)
@@ -99,7 +106,9 @@ def export(name: str, model_path: str, adapter_dir: Path | None, out: Path, int8
     """Write the `name` graph ("embed" or "safety") to `out` (a new file)."""
     import torch
 
-    module = safety_module(model_path, adapter_dir) if name == "safety" else embed_module(model_path)
+    module = (
+        safety_module(model_path, adapter_dir) if name == "safety" else embed_module(model_path, adapter_dir)
+    )
     ids = torch.tensor([[101, 2054, 2003, 102, 0, 0], [101, 2054, 2003, 1037, 2518, 102]])
     raw = out.with_suffix(".fp32.tmp") if int8 else out
     output = "probabilities" if name == "safety" else "embedding"

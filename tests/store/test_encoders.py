@@ -27,13 +27,39 @@ TEXTS = [
 ]
 
 
-def test_onnx_embeddings_match_sentence_transformers(companion, settings) -> None:
+def _sentence_transformer(settings, adapter: Path | None):
+    """The reference: sentence-transformers on torch, with the adapter merged in when given."""
+    from peft import PeftModel
     from sentence_transformers import SentenceTransformer
 
-    torch_model = SentenceTransformer(settings.index.model_path, device="cpu", local_files_only=True)
-    ref = torch_model.encode(TEXTS, normalize_embeddings=True)
+    model = SentenceTransformer(settings.index.model_path, device="cpu", local_files_only=True)
+    if adapter is not None:
+        bert = model[0].auto_model
+        model[0].auto_model = PeftModel.from_pretrained(bert, str(adapter)).merge_and_unload().eval()
+    return model
+
+
+def test_onnx_embeddings_match_sentence_transformers(companion, settings) -> None:
+    spec = embed_spec(settings)
+    assert spec.adapter_dir is not None, "the corpus's embedding adapter is on by default"
+    ref = _sentence_transformer(settings, spec.adapter_dir).encode(TEXTS, normalize_embeddings=True)
     got = companion.embeddings.encode(TEXTS)
     assert np.min(np.sum(ref * got, axis=1)) > 0.9999
+
+
+def test_without_the_adapter_the_bundled_model_is_exported_as_it_is(companion, settings, tmp_path) -> None:
+    from bot.store.embed import load_embeddings
+
+    # Its own folder: an export replaces the earlier exports of its graph in the folder it is in.
+    bare = settings.with_overrides(models_embed_adapter=False, index_dir=tmp_path)
+    assert embed_spec(bare).adapter_dir is None
+    assert export_key(embed_spec(bare)) != export_key(embed_spec(settings))
+    ref = _sentence_transformer(settings, None).encode(TEXTS, normalize_embeddings=True)
+    got = load_embeddings(bare).encode(TEXTS)
+    assert np.min(np.sum(ref * got, axis=1)) > 0.9999
+    # The adapter changes the vectors: the two exports are not the same model.
+    adapted = companion.embeddings.encode(TEXTS)
+    assert np.min(np.sum(adapted * got, axis=1)) < 0.99
 
 
 def test_onnx_classifier_matches_the_torch_classifier(companion, settings) -> None:

@@ -1,0 +1,195 @@
+"""`python -m bot.store.train_embedding`: adapt the embedding model to how people ask about these sources.
+
+The bundled all-MiniLM-L6-v2 was trained on general web text: it puts "did they get sick from
+it" far from "adverse events" and "who can join" far from "inclusion criteria". The corpus
+already holds the bridge, as reviewed data: the questions written per source sentence
+(`corpus/questions/*.yaml`) and the question templates applied to every trial record's sections.
+A LoRA adapter is fine-tuned on those (question, answering text) pairs with in-batch negatives
+(the MultipleNegativesRankingLoss of sentence-transformers: each question should be closer to
+its own answer than to the other answers of its batch; a batch never holds two questions with the
+same answer). No eval case, and no safety message, is read here.
+
+`--holdout` first measures generalisation: a fifth of the answers (with all their questions) are
+kept out of training, and question -> answer retrieval over every answer is compared, bundled
+model against adapted, on those held-out answers only. Without it, the adapter is trained on all
+pairs and written to `corpus/models/embedding/` (about 3 MB); the ONNX export merges it into
+the bundled weights, and the index fingerprint changes with it. Reproducible: fixed seeds,
+threads and batch order. About 5 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bot.ingest.chunk import chunk_documents, units_of
+from bot.ingest.load import load_corpus
+from bot.ingest.questions import load_questions
+from bot.settings import Settings
+
+SEED = 0
+THREADS = 2
+EPOCHS = 3
+BATCH = 32
+LEARNING_RATE = 3e-4
+SCALE = 20.0  # sentence-transformers' MultipleNegativesRankingLoss default (cosine * 20)
+MAX_TOKENS = 128
+LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": ["query", "key", "value", "dense"]}
+FOLDER = "embedding"
+
+
+def pairs(settings: Settings) -> list[tuple[str, str]]:
+    """(question, the text that answers it) for every stored question the corpus still answers:
+    the written answer sentences, or a templated trial question's section (its passages joined)."""
+    docs = load_corpus(settings.index.corpus_dir)
+    chunks = chunk_documents(docs, settings.index.chunk_tokens, settings.index.chunk_overlap_tokens)
+    sections: dict[tuple[str, str], list[str]] = {}
+    for c in chunks:
+        key = (c.metadata["source_id"], c.metadata.get("section", ""))
+        sections.setdefault(key, []).extend(u.text.strip() for u in units_of(c) if not u.label)
+    out = []
+    for q in load_questions(settings.index.corpus_dir):
+        units = sections.get((q.source_id, q.section), [])
+        wanted = [a.strip() for a in q.answers]
+        if wanted and all(a in units for a in wanted):
+            out.append((q.question, " ".join(wanted)))
+        elif not wanted and units:
+            out.append((q.question, f"{q.section}: " + " ".join(dict.fromkeys(units))))
+    return out
+
+
+def batches(data: list[tuple[str, str]], seed: int) -> list[list[int]]:
+    """Shuffled batches in which no two questions share an answer (they would be false negatives)."""
+    order = np.random.RandomState(seed).permutation(len(data))
+    out: list[list[int]] = []
+    open_: list[tuple[list[int], set[str]]] = []
+    for i in order:
+        answer = data[i][1]
+        for batch, answers in open_:
+            if answer not in answers and len(batch) < BATCH:
+                batch.append(int(i))
+                answers.add(answer)
+                break
+        else:
+            open_.append(([int(i)], {answer}))
+        full = [b for b in open_ if len(b[0]) == BATCH]
+        out += [b[0] for b in full]
+        open_ = [b for b in open_ if len(b[0]) < BATCH]
+    return out + [b for b, _ in open_ if len(b) > 1]
+
+
+def _encode(model, tokenizer, texts: list[str]):
+    import torch
+
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+    out = model(**enc).last_hidden_state
+    mask = enc["attention_mask"].unsqueeze(-1).to(out.dtype)
+    return torch.nn.functional.normalize((out * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+
+
+def train(settings: Settings, data: list[tuple[str, str]]):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModel, AutoTokenizer
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(THREADS)
+    path = settings.index.model_path
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = get_peft_model(AutoModel.from_pretrained(path, local_files_only=True), LoraConfig(**LORA))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LEARNING_RATE)
+    started = time.perf_counter()
+    for epoch in range(EPOCHS):
+        model.train()
+        for idx in batches(data, SEED + epoch):
+            q = _encode(model, tokenizer, [data[i][0] for i in idx])
+            a = _encode(model, tokenizer, [data[i][1] for i in idx])
+            scores = SCALE * q @ a.T
+            target = torch.arange(len(idx))
+            # Both directions: the question finds its answer, the answer its question.
+            loss = (
+                torch.nn.functional.cross_entropy(scores, target)
+                + torch.nn.functional.cross_entropy(scores.T, target)
+            ) / 2
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        print(f"epoch {epoch + 1}/{EPOCHS} done at {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return model.eval(), tokenizer
+
+
+def _vectors(model, tokenizer, texts: list[str]) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return np.vstack(
+            [_encode(model, tokenizer, texts[i : i + 64]).numpy() for i in range(0, len(texts), 64)]
+        )
+
+
+def retrieval(model, tokenizer, held: list[tuple[str, str]], answers: list[str]) -> dict[str, float]:
+    """Question -> answer over every answer: recall@1, recall@5 and MRR of the held-out questions."""
+    a = _vectors(model, tokenizer, answers)
+    q = _vectors(model, tokenizer, [h[0] for h in held])
+    gold = np.array([answers.index(h[1]) for h in held])
+    sims = q @ a.T
+    ranks = (sims > sims[np.arange(len(held)), gold][:, None]).sum(1)
+    return {
+        "recall@1": round(float((ranks == 0).mean()), 3),
+        "recall@5": round(float((ranks < 5).mean()), 3),
+        "mrr": round(float((1.0 / (ranks + 1)).mean()), 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bot.store.train_embedding", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--holdout", action="store_true", help="measure on held-out answers; write nothing")
+    args = p.parse_args(argv)
+    from transformers import AutoModel, AutoTokenizer
+
+    settings = Settings.from_env()
+    data = pairs(settings)
+    answers = sorted({a for _, a in data})
+    print(f"{len(data)} (question, answer) pairs over {len(answers)} answers", file=sys.stderr)
+    if args.holdout:
+        held_answers = set(np.random.RandomState(SEED).permutation(answers)[: len(answers) // 5])
+        fit = [d for d in data if d[1] not in held_answers]
+        held = [d for d in data if d[1] in held_answers]
+        path = settings.index.model_path
+        base = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        print("bundled:", retrieval(base, tokenizer, held, answers))
+        model, tokenizer = train(settings, fit)
+        print("adapted:", retrieval(model, tokenizer, held, answers))
+        return 0
+    model, _ = train(settings, data)
+    folder = Path(settings.index.corpus_dir) / "models" / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    (folder / "README.md").unlink(missing_ok=True)  # peft's model-card template, not ours
+    meta = {
+        "pairs": len(data),
+        "answers": len(answers),
+        "hyperparameters": {
+            "epochs": EPOCHS,
+            "batch": BATCH,
+            "learning_rate": LEARNING_RATE,
+            "scale": SCALE,
+            "lora": LORA,
+            "seed": SEED,
+        },
+    }
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {folder}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
