@@ -125,6 +125,10 @@ class AnswerSettings:
     # set on the dev split (python -m evals.train_ranker prints the best pair).
     min_evidence: float = 0.4
     sentence_margin: float = 0.5
+    # When nothing answers: under this learned probability that the question is about this
+    # subject at all, the reply is out_of_scope, else not_found. Set on dev, where telling an
+    # on-topic question "I only answer about ..." counted twice the reverse (fewest such costs).
+    min_in_scope: float = 0.3
     coverage_bonus: float = 0.1  # per topic word or code a follower adds that the chosen lack
     resolve_followups: bool = True
 
@@ -249,6 +253,7 @@ class Settings:
             answer=AnswerSettings(
                 max_sentences=_int(env, "PCL_MAX_SENTENCES", a.max_sentences, 1, 10),
                 min_evidence=_float(env, "PCL_MIN_EVIDENCE", a.min_evidence, 0.0, 1.0),
+                min_in_scope=_float(env, "PCL_MIN_IN_SCOPE", a.min_in_scope, 0.0, 1.0),
                 sentence_margin=_float(env, "PCL_SENTENCE_MARGIN", a.sentence_margin, 0.0, 1.0),
                 coverage_bonus=_float(env, "PCL_COVERAGE_BONUS", a.coverage_bonus, 0.0, 1.0),
                 resolve_followups=_bool(env, "PCL_RESOLVE_FOLLOWUPS", a.resolve_followups),

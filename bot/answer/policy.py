@@ -86,7 +86,7 @@ class Policy:
             return reply("not_found", "unclear", [notices.unclear()], follow_ups=offer)
         if not has_facts:
             # Nothing answers it: is it about this subject at all? (learned with the floor)
-            if q.extra.get("in_scope", 0.0) < 0.5:
+            if q.extra.get("in_scope", 0.0) < s.answer.min_in_scope:
                 return reply("out_of_scope", "off_topic", [notices.out_of_scope("off_topic")])
             return reply("not_found", "", [notices.not_found()], follow_ups=offer)
         return reply("answer", "", comp.quotes, comp.citations, offer)

@@ -30,7 +30,7 @@ from bot.store.index import IndexHandle
 if TYPE_CHECKING:
     from langchain_core.documents import Document
 
-RANKER_FORMAT = 3
+RANKER_FORMAT = 4
 FEATURES = (
     "sentence_cosine",
     "passage_cosine",
@@ -109,6 +109,7 @@ ANSWERABLE_FEATURES = (
     "best_question_match",
     "best_sentence_cosine",
     "best_passage_cosine",
+    "known_share",
 )
 
 
@@ -142,6 +143,16 @@ def uncovered_share(q: Query) -> float:
     return missing / total if total else 0.0
 
 
+def known_share(q: Query) -> float:
+    """Share of the question's topic words and codes that the sources use, each counted once
+    whatever its rarity: "Is PCL hereditary?" is about this subject even though no source says
+    "hereditary"; "How do I bake bread?" shares no word with them."""
+    terms = q.analysis.terms
+    n = len(terms.groups) + len(terms.ids)
+    known = sum(1 for g in terms.groups if not any(t.startswith("\0") for t in g)) + len(terms.ids)
+    return known / n if n else 0.0
+
+
 def answerable_features(q: Query, ranked: list[Candidate]) -> np.ndarray:
     """Question-level signals over the ranked candidates (best first)."""
     if not ranked:
@@ -156,6 +167,7 @@ def answerable_features(q: Query, ranked: list[Candidate]) -> np.ndarray:
             f[:, FEATURES.index("question_match")].max(),
             f[:, FEATURES.index("sentence_cosine")].max(),
             f[:, FEATURES.index("passage_cosine")].max(),
+            known_share(q),
         ]
     )
 

@@ -90,9 +90,12 @@ OVER_TRIGGER = pytest.mark.xfail(strict=True, reason="classifier over-triggers s
 
 
 # Known gaps (issue 10): the learned "do the sources answer this?" model and the sentence ranker
-# still miss these. Strict: each fails loudly once fixed, and the mark must go.
+# still miss these. Strict: each fails loudly once fixed, and the mark must go. Both came with the
+# adapted embedding model (which fixed four earlier gaps): an on-topic question on something the
+# sources never mention reads as off-topic, and a count asked of one study is answered with the
+# count of another.
 ANSWER_GAP = pytest.mark.xfail(strict=True, reason="answerable model / ranker gap (issue 10)")
-ANSWER_GAPS = {"Why was NKG2A added to the CAR-T cells?"}
+ANSWER_GAPS: set[str] = set()
 
 
 @pytest.mark.parametrize(
@@ -129,11 +132,13 @@ def test_issue_example_incidence_cites_the_article_url(companion):
         "How much does CT0596 cost?",
         "Does CT0596 work for lymphoma?",
         "Is CT071 covered by insurance?",
-        "Is PCL hereditary?",
+        pytest.param("Is PCL hereditary?", marks=ANSWER_GAP),
         "What diet should PCL patients follow?",
-        pytest.param("Are there other trials for PCL in Europe?", marks=ANSWER_GAP),
+        "Are there other trials for PCL in Europe?",
         "What was the overall response rate of CT071 in the Lancet Haematology paper?",
-        "How many patients were treated in the Lancet Haematology CT071 study?",
+        pytest.param(
+            "How many patients were treated in the Lancet Haematology CT071 study?", marks=ANSWER_GAP
+        ),
         "What is the median age at diagnosis of PCL?",
     ],
 )
@@ -154,7 +159,6 @@ def test_follow_up_resolves_second_patient(companion):
     assert "Patient 2 developed Grade 1 CRS" in reply.answer
 
 
-@ANSWER_GAP
 def test_a_question_on_one_trial_record_is_answered_from_that_record(companion):
     reply = companion.ask("Can people with secondary PCL join NCT05838131?")
     assert reply.kind == "answer"
@@ -162,7 +166,6 @@ def test_a_question_on_one_trial_record_is_answered_from_that_record(companion):
     assert {c.source_id for c in reply.citations} == {"NCT05838131"}
 
 
-@ANSWER_GAP
 def test_follow_up_swaps_primary_for_secondary(companion):
     history = [{"role": "user", "content": "What is the median overall survival for primary PCL?"}]
     reply = companion.ask("and for secondary?", history)
