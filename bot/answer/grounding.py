@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -39,6 +39,9 @@ from bot.safety.planted import looks_planted
 MIN_OVERLAP = 0.6  # share of a sentence's content words that the passages it cites must hold
 
 _MARKER = re.compile(r"\[\s*(\d{1,2}(?:\s*[,;]\s*\d{1,2})*)\s*\]")
+# A marker with no number: small models copy the prompt's "[n]" instead of writing a number.
+_PLACEHOLDER = re.compile(r"\s*\[\s*[A-Za-z]{1,12}\s*\]")
+ATTRIBUTE_FROM = 2  # an uncited sentence is tried against this many of its closest passages
 _DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"), "-")
 _QUOTES = {ord("\u2018"): "'", ord("\u2019"): "'", ord("\u201c"): '"', ord("\u201d"): '"'}
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
@@ -300,7 +303,7 @@ class GroundingGuard:
         text, ns = parse_citations(draft)
         reasons: list[str] = []
         if not ns:
-            return Verdict(draft, text, ns, ("cites no passage",))
+            return self._attributed(draft, text)
         missing = [n for n in ns if n not in self.passages]
         if missing:
             return Verdict(draft, text, ns, (f"cites [{missing[0]}], which is not a passage",))
@@ -332,6 +335,20 @@ class GroundingGuard:
         if closest and any(has_negation(s) for s in closest[:1]) and not has_negation(text):
             reasons.append("drops the negation of the source sentence")
         return Verdict(draft, text, ns, tuple(reasons), low, support)
+
+    def _attributed(self, draft: str, text: str) -> Verdict:
+        """A sentence written without a usable `[n]` is cited to the passage closest in meaning
+        (of the `ATTRIBUTE_FROM` closest) that passes every check above; it is dropped when none
+        does. The citation is then the guard's, made by the same rules that judge a model's own."""
+        text = re.sub(r"\s+([.,;:!?])", r"\1", _PLACEHOLDER.sub("", text)).strip()
+        if len(re.findall(r"[A-Za-z]{2,}", text)) >= 3 and self.passages:
+            vec = self.embed(text)
+            closest = sorted(self.passages.values(), key=lambda p: -float(vec @ p.vector))
+            for p in closest[:ATTRIBUTE_FROM]:
+                v = self.check(f"{text} [{p.n}]")
+                if v.ok:
+                    return replace(v, draft=draft)
+        return Verdict(draft, text, (), ("cites no passage",))
 
     @staticmethod
     def _support(text: str, vec: np.ndarray, stems: list[str], p: Passage) -> tuple[int, ...]:

@@ -51,6 +51,17 @@ def test_a_faithful_paraphrase_is_kept(guard):
     assert v.ok, v.reasons
 
 
+@pytest.mark.parametrize("draft", [LEAD, LEAD[:-1] + " [n].", LEAD + " [source]"])
+def test_a_supported_sentence_without_a_number_is_cited_to_its_passage(guard, prompt, draft):
+    """Small models copy the prompt's "[n]" or write no marker: the passage that passes every
+    check gets the citation, never one that does not hold the claim."""
+    v = guard.check(draft)
+    assert v.ok, v.reasons
+    assert v.text == LEAD and v.draft == draft
+    (n,) = v.ns
+    assert LEAD in prompt.passages[n - 1].sentences and v.support[n]
+
+
 def test_a_wrong_citation_is_dropped(guard, prompt):
     v = guard.check(f"{LEAD} [{other(prompt)}]")
     assert not v.ok
@@ -60,7 +71,8 @@ def test_a_wrong_citation_is_dropped(guard, prompt):
 @pytest.mark.parametrize(
     "draft, reason",
     [
-        (LEAD, "cites no passage"),
+        ("About 300 patients are diagnosed with PCL per year in the United States.", "cites no passage"),
+        ("Doctors recommend a diet rich in leafy greens for PCL [n].", "cites no passage"),
         (LEAD + " [9]", "which is not a passage"),
         ("About 300 patients are diagnosed with PCL per year in the United States. [1]", "number '300'"),
         ("About 200 patients are not diagnosed with PCL per year in the United States. [1]", "negation"),
