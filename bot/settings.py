@@ -186,9 +186,8 @@ class AppSettings:
 class ModelSettings:
     """How the two encoders run (ONNX, `bot/store/encoders.py`) and how questions are batched."""
 
-    threads: int = (
-        0  # onnxruntime threads per model call; 0: one (many texts: runs side by side, one per core)
-    )
+    # onnxruntime threads per model call; 0: one (many texts: runs side by side, one per core)
+    threads: int = 0
     embed_int8: bool = False  # dynamic int8 embedding model (off: the evals lose retrieval quality)
     # The embedding adapter learned from the corpus's stored questions (`corpus/models/embedding`,
     # `python -m bot.store.train_embedding`) merged into the bundled model; off: the bundled model alone.

@@ -101,6 +101,17 @@ def chromium_or_skip(chromium: str = CHROMIUM) -> None:
         _skip_or_fail(reason)
 
 
+def launch_chromium() -> Iterator[object]:
+    """Debian's Chromium, headless, for a module's tests (skips or fails when it is missing)."""
+    chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
 def axe_source() -> str:
     """axe-core's script, installed from npm into AXE_DIR on first use (never from a CDN)."""
     if not AXE_JS.exists():

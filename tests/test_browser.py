@@ -26,7 +26,6 @@ from browser_fixtures import (
     ALL_VIEWS,
     AXE_TAGS,
     CHROMIUM,
-    CHROMIUM_ARGS,
     DISCLAIMER,
     MAX_CHARS,
     SCROLLERS,
@@ -41,6 +40,7 @@ from browser_fixtures import (
     fully_in_view,
     last_reply,
     last_turn,
+    launch_chromium,
     open_page,
     page_answer,
     respond_api,
@@ -60,13 +60,7 @@ def server() -> AppServer:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    chromium_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture(scope="module")

@@ -189,13 +189,14 @@ def content_stems(text: str) -> list[str]:
 
 
 def parse_citations(sentence: str) -> tuple[str, tuple[int, ...]]:
-    """The sentence without its `[n]` markers, and the numbers it cites in order (no repeats)."""
+    """The sentence without its `[n]` markers (and numberless ones such as a copied "[n]"), and
+    the numbers it cites in order (no repeats)."""
     ns: list[int] = []
     for m in _MARKER.finditer(sentence):
         for n in re.split(r"\s*[,;]\s*", m.group(1)):
             if int(n) not in ns:
                 ns.append(int(n))
-    text = _MARKER.sub("", sentence)
+    text = _PLACEHOLDER.sub("", _MARKER.sub("", sentence))
     text = re.sub(r"\s+([.,;:!?])", r"\1", text)
     text = re.sub(r"\s+", " ", text).strip()
     text = re.sub(r"^(?:[-*•]\s+|\d+[.)]\s+)", "", text)  # a list marker the model put in front
@@ -340,14 +341,12 @@ class GroundingGuard:
         """A sentence written without a usable `[n]` is cited to the passage closest in meaning
         (of the `ATTRIBUTE_FROM` closest) that passes every check above; it is dropped when none
         does. The citation is then the guard's, made by the same rules that judge a model's own."""
-        text = re.sub(r"\s+([.,;:!?])", r"\1", _PLACEHOLDER.sub("", text)).strip()
-        if len(re.findall(r"[A-Za-z]{2,}", text)) >= 3 and self.passages:
-            vec = self.embed(text)
-            closest = sorted(self.passages.values(), key=lambda p: -float(vec @ p.vector))
-            for p in closest[:ATTRIBUTE_FROM]:
-                v = self.check(f"{text} [{p.n}]")
-                if v.ok:
-                    return replace(v, draft=draft)
+        vec = self.embed(text)
+        closest = sorted(self.passages.values(), key=lambda p: -float(vec @ p.vector))
+        for p in closest[:ATTRIBUTE_FROM]:
+            v = self.check(f"{text} [{p.n}]")
+            if v.ok:
+                return replace(v, draft=draft)
         return Verdict(draft, text, (), ("cites no passage",))
 
     @staticmethod

@@ -89,5 +89,19 @@ def load_questions(corpus_dir: Path) -> list[StoredQuestion]:
     return written + (load_templated(templates, trials) if templates.exists() else [])
 
 
+def sentences_by_section(chunks) -> dict[tuple[str, str], list[tuple[str, int, str]]]:
+    """(source id, section) -> its quotable sentences as (chunk id, unit index, text), in order:
+    what a stored question's `section` and `answers` point at."""
+    from bot.ingest.chunk import units_of
+
+    out: dict[tuple[str, str], list[tuple[str, int, str]]] = {}
+    for c in chunks:
+        key = (c.metadata["source_id"], c.metadata.get("section", ""))
+        out.setdefault(key, []).extend(
+            (c.id, j, u.text.strip()) for j, u in enumerate(units_of(c)) if not u.label
+        )
+    return out
+
+
 def question_files(corpus_dir: Path) -> list[Path]:
     return sorted((Path(corpus_dir) / "questions").glob("*.yaml"))

@@ -45,11 +45,12 @@ def decide(scores: dict[str, float], thresholds: dict[str, float]) -> set[str]:
     return set()
 
 
-def pooled(model, tokenizer, texts: list[str]):
-    """Mean-pooled, L2-normalized last hidden states (the sentence-transformers pooling)."""
+def pooled(model, tokenizer, texts: list[str], max_tokens: int = MAX_TOKENS):
+    """Mean-pooled, L2-normalized last hidden states (the sentence-transformers pooling); also
+    what the embedding adapter is trained on (`bot/store/train_embedding.py`)."""
     import torch
 
-    enc = tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
     out = model(**enc).last_hidden_state
     mask = enc["attention_mask"].unsqueeze(-1).to(out.dtype)
     vec = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

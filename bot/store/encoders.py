@@ -34,9 +34,8 @@ log = logging.getLogger(__name__)
 EXPORT_FORMAT = 1  # bump when what an export holds changes shape
 MAX_TOKENS = 256  # as sentence-transformers (max_seq_length) and the classifier read a text
 _CHUNK = 32  # texts per run when encoding many (the index build): sorted by length, little padding
-_RUN_SLACK = (
-    1.3  # a batch of questions: a text this much longer (+4 tokens) than a run's first starts a new run
-)
+# A batch of questions: a text this much longer (+4 tokens) than a run's first starts a new run.
+_RUN_SLACK = 1.3
 _EXPORT_CODE = Path(__file__).with_name("export.py")
 
 

@@ -33,7 +33,7 @@ from bot.ingest import questions as questions_module
 from bot.ingest import trials as trials_module
 from bot.ingest.chunk import ENCODING, chunk_documents, embedding_text, units_of
 from bot.ingest.load import corpus_files, load_corpus
-from bot.ingest.questions import StoredQuestion, load_questions
+from bot.ingest.questions import StoredQuestion, load_questions, sentences_by_section
 from bot.settings import Settings
 from bot.store.chroma import ChromaStore, open_current, open_local, open_store, point_current, previous_local
 from bot.store.embed import embed_texts, model_id
@@ -150,12 +150,7 @@ class IndexHandle:
 def question_rows(chunks: list[Document], questions: list[StoredQuestion]) -> list[tuple[str, str]]:
     """(question, "chunk#j chunk#j ...") for every stored question whose sentences are in the
     corpus; questions about text that is no longer there are left out (and logged)."""
-    by_section: dict[tuple[str, str], list[tuple[str, int, str]]] = {}
-    for c in chunks:
-        key = (c.metadata["source_id"], c.metadata.get("section", ""))
-        by_section.setdefault(key, []).extend(
-            (c.id, j, u.text.strip()) for j, u in enumerate(units_of(c)) if not u.label
-        )
+    by_section = sentences_by_section(chunks)
     rows, stale = [], 0
     for q in questions:
         units = by_section.get((q.source_id, q.section), [])

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.ingest.chunk import chunk_documents, units_of
+from bot.ingest.chunk import chunk_documents
 from bot.ingest.load import load_corpus
-from bot.ingest.questions import load_questions
+from bot.ingest.questions import load_questions, sentences_by_section
+from bot.safety.classifier import pooled
 from bot.settings import Settings
 
 SEED = 0
@@ -48,10 +49,7 @@ def pairs(settings: Settings) -> list[tuple[str, str]]:
     the written answer sentences, or a templated trial question's section (its passages joined)."""
     docs = load_corpus(settings.index.corpus_dir)
     chunks = chunk_documents(docs, settings.index.chunk_tokens, settings.index.chunk_overlap_tokens)
-    sections: dict[tuple[str, str], list[str]] = {}
-    for c in chunks:
-        key = (c.metadata["source_id"], c.metadata.get("section", ""))
-        sections.setdefault(key, []).extend(u.text.strip() for u in units_of(c) if not u.label)
+    sections = {key: [text for _, _, text in rows] for key, rows in sentences_by_section(chunks).items()}
     out = []
     for q in load_questions(settings.index.corpus_dir):
         units = sections.get((q.source_id, q.section), [])
@@ -83,15 +81,6 @@ def batches(data: list[tuple[str, str]], seed: int) -> list[list[int]]:
     return out + [b for b, _ in open_ if len(b) > 1]
 
 
-def _encode(model, tokenizer, texts: list[str]):
-    import torch
-
-    enc = tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
-    out = model(**enc).last_hidden_state
-    mask = enc["attention_mask"].unsqueeze(-1).to(out.dtype)
-    return torch.nn.functional.normalize((out * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
-
-
 def train(settings: Settings, data: list[tuple[str, str]]):
     import torch
     from peft import LoraConfig, get_peft_model
@@ -107,8 +96,8 @@ def train(settings: Settings, data: list[tuple[str, str]]):
     for epoch in range(EPOCHS):
         model.train()
         for idx in batches(data, SEED + epoch):
-            q = _encode(model, tokenizer, [data[i][0] for i in idx])
-            a = _encode(model, tokenizer, [data[i][1] for i in idx])
+            q = pooled(model, tokenizer, [data[i][0] for i in idx], MAX_TOKENS)
+            a = pooled(model, tokenizer, [data[i][1] for i in idx], MAX_TOKENS)
             scores = SCALE * q @ a.T
             target = torch.arange(len(idx))
             # Both directions: the question finds its answer, the answer its question.
@@ -128,7 +117,10 @@ def _vectors(model, tokenizer, texts: list[str]) -> np.ndarray:
 
     with torch.inference_mode():
         return np.vstack(
-            [_encode(model, tokenizer, texts[i : i + 64]).numpy() for i in range(0, len(texts), 64)]
+            [
+                pooled(model, tokenizer, texts[i : i + 64], MAX_TOKENS).numpy()
+                for i in range(0, len(texts), 64)
+            ]
         )
 
 

@@ -17,11 +17,9 @@ import httpx
 import pytest
 from app_fixtures import start_app
 from browser_fixtures import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     VIEWS,
     answer_words,
-    chromium_or_skip,
+    launch_chromium,
     open_page,
     wait_turn,
 )
@@ -134,13 +132,7 @@ SLOW_ANSWER_MS = 300_000  # a 135M model on a shared CPU
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    chromium_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture
