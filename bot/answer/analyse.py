@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bot.query import Query
 from bot.retrieval.lexicon import Lexicon, QueryTerms
+from bot.retrieval.search import identifiers
 from bot.store.embed import Embedder
 
 # What kind of answer a question wants: a sentence without one cannot answer it.
@@ -24,6 +25,7 @@ class Analysis:
     terms: QueryTerms
     wants: str  # number | rate | age | time | "" (any sentence may answer)
     term: str  # the term a definition question asks about ("what is X" -> x), or ""
+    codes: frozenset[str] = frozenset()  # every code typed, common ones too (ct0596, patient 2)
 
 
 def answer_type(question: str) -> str:
@@ -50,5 +52,5 @@ class Analyse:
         term = definition.group(1).lower() if definition else ""
         if not term and len(question.split()) <= 2 and len(terms.ids) == 1:
             term = next(iter(terms.ids))  # "ct0596?" asks what CT0596 is
-        q.analysis = Analysis(terms, answer_type(question), term)
+        q.analysis = Analysis(terms, answer_type(question), term, frozenset(identifiers(question)))
         q.vector = self.embedder.embed(terms.corrected)

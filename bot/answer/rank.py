@@ -22,7 +22,7 @@ import numpy as np
 
 from bot.ingest.chunk import Unit, units_of
 from bot.query import Query
-from bot.retrieval.search import Hit, token_set
+from bot.retrieval.search import Hit, code_family, identifiers, token_set
 from bot.safety.planted import looks_planted
 from bot.settings import Settings
 from bot.store.index import IndexHandle
@@ -224,6 +224,8 @@ class _Sentence:
     unit: Unit
     text: str  # lower-cased
     tokens: frozenset[str]  # its words, the passage's section and labels, "author" for the author's own
+    codes: frozenset[str]  # the codes it names, with its passage's section and source
+    passage_codes: frozenset[str]  # the codes its whole passage names
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,8 @@ def _passage(units_json: str, section: str, source_id: str, kind: str, content: 
     units = units_of(SimpleNamespace(metadata={"units": units_json}))
     labels = " ".join(u.text for u in units if u.label)
     section_tokens = token_set(f"{section} {labels}")
+    context_codes = identifiers(f"{section} {labels} {source_id}")
+    passage_codes = frozenset(context_codes.union(*(identifiers(u.text) for u in units)))
     sentences = []
     for j, unit in enumerate(units):
         if unit.label or looks_planted(unit.text):
@@ -249,7 +253,8 @@ def _passage(units_json: str, section: str, source_id: str, kind: str, content: 
         tokens = set(token_set(unit.text)) | section_tokens
         if kind == "article" and first_person(unit.text):
             tokens.add("author")  # the author's own words answer "what does the author think"
-        sentences.append(_Sentence(j, unit, unit.text.lower(), frozenset(tokens)))
+        codes = frozenset(identifiers(unit.text) | context_codes)
+        sentences.append(_Sentence(j, unit, unit.text.lower(), frozenset(tokens), codes, passage_codes))
     return _Passage(
         units,
         section_tokens,
@@ -272,6 +277,28 @@ def _fits(wants: str, text: str) -> bool:
     return fits(wants, text)
 
 
+def _by_family(codes: frozenset[str]) -> dict[str, frozenset[str]]:
+    out: dict[str, set[str]] = {}
+    for c in codes:
+        if fam := code_family(c):
+            out.setdefault(fam, set()).add(c)
+    return {f: frozenset(c) for f, c in out.items()}
+
+
+def _about_another(s: _Sentence, asked: dict[str, frozenset[str]]) -> bool:
+    """The sentence is about another thing of the kind asked about, and not the one asked: asked
+    about CT071, a sentence about CT0596 does not answer, it would read as the answer. What the
+    sentence names decides; a sentence that names nothing of that kind goes by its passage."""
+    for fam, codes in asked.items():
+        for named in (s.codes, s.passage_codes):
+            of_kind = {n for n in named if code_family(n) == fam}
+            if of_kind:
+                if not (of_kind & codes):
+                    return True
+                break
+    return False
+
+
 def candidates(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
     """Every quotable sentence of the retrieved passages, with its features (score 0 until ranked)."""
     a = q.analysis
@@ -284,6 +311,7 @@ def candidates(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
     id_list = sorted(terms.ids)
     n_groups = len(terms.groups)
     defines_rx = re.compile(re.escape(a.term) + r"\b[^.]{0,40}?\b(is|are)\b") if a.term else None
+    asked = _by_family(a.codes)
     out = []
     for hit in q.hits:
         p = passage_of(hit.chunk)
@@ -303,6 +331,8 @@ def candidates(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
         )
         chunk_match = matches.by_chunk.get(hit.chunk.id, 0.0) if matches else 0.0
         for s in p.sentences:
+            if asked and _about_another(s, asked):
+                continue
             j, unit, text = s.j, s.unit, s.text
             held_idx = frozenset(i for i, g in enumerate(terms.groups) if g & s.tokens)
             held = sum(terms.weights[i] for i in held_idx)

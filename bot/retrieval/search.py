@@ -74,6 +74,16 @@ def identifiers(text: str) -> set[str]:
     return found
 
 
+_NUMBERED = re.compile(r"([a-z]+)\s?\d+")
+
+
+def code_family(code: str) -> str:
+    """The letters a numbered code starts with ("ct071" and "ct0596" -> "ct", "patient 2" ->
+    "patient"): codes of one family name different things of one kind. "" for other codes."""
+    m = _NUMBERED.fullmatch(code)
+    return m.group(1) if m else ""
+
+
 @dataclass(frozen=True)
 class Hit:
     chunk: Document

@@ -3,6 +3,10 @@
 Recall comes from the classifier (`classifier.py`); these few patterns only add explicit
 phrasings that must never be missed, even if the model were swapped or badly retrained, and a
 general reading of body temperatures. They can add a risk, never remove one.
+
+The symptom words cost false alarms (on the train and val splits they called 24 benign messages
+urgent, mostly past events told in passing, and caught 1 the classifier missed) and are kept:
+a plain "I have a fever after CAR-T" must never depend on a retrained model.
 """
 
 from __future__ import annotations
@@ -47,8 +51,8 @@ SYMPTOM = _rx(
 
 # The message is about the writer or someone close, not a general question.
 PERSONAL = _rx(
-    r"\b(i|i'm|im|i've|ive|me|my|we|our|us)\b",
-    r"\b(he|she|he's|she's|his|her)\b",
+    r"\b(i|i'm|im|i've|ive|me|my|myself|we|our|us|ourselves)\b",
+    r"\b(he|she|he's|she's|his|her|himself|herself|themselves)\b",
     r"\b(husband|wife|partner|mom|mum|mother|dad|father|son|daughter|brother|sister|friend|child|kid)\b",
 )
 
@@ -103,9 +107,10 @@ def fever_reading(text: str) -> float | None:
 def backstop(probe: str) -> set[str]:
     """Risk categories the plain patterns find in a message."""
     found: set[str] = set()
-    if SELF_HARM_EXPLICIT.search(probe):
-        found.add(SELF_HARM)
     personal = bool(PERSONAL.search(probe))
+    # Only about the writer or someone close: "what is a suicide gene?" is a question about cells.
+    if personal and SELF_HARM_EXPLICIT.search(probe):
+        found.add(SELF_HARM)
     if personal and (SYMPTOM.search(probe) or fever_reading(probe) is not None):
         found.add(SYMPTOMS)
     if DECISION_EXPLICIT.search(probe):

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from bot.reply import KINDS, Quote
+from bot.retrieval.search import code_family, identifiers
 from bot.safety import replies
 
 ARTICLE = "healthtree-allo-car-t-pcl"
@@ -164,6 +165,16 @@ def test_a_question_on_one_trial_record_is_answered_from_that_record(companion):
     assert reply.kind == "answer"
     assert "Secondary plasma cell leukemia after at least one prior line of therapy." in reply.answer
     assert {c.source_id for c in reply.citations} == {"NCT05838131"}
+
+
+def test_a_quote_about_another_product_is_not_an_answer(companion):
+    # The donor-cell sentence about CT0596 would read as "yes" to a question about CT071.
+    question = "is CT071 made from donor cells?"
+    asked = {c for c in identifiers(question) if code_family(c)}
+    reply = companion.ask(question)
+    for c in reply.citations:
+        named = {n for n in identifiers(c.quote) if code_family(n) in {code_family(a) for a in asked}}
+        assert not named or named & asked, (c.quote, reply.answer)
 
 
 def test_follow_up_swaps_primary_for_secondary(companion):

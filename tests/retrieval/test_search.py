@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.retrieval.search import code_family
 from bot.store.embed import embed_query
 
 
@@ -56,3 +57,11 @@ def test_the_exact_scan_in_memory_finds_what_chroma_finds(companion):
             ours, theirs = companion.search.dense(qvec, k), by_chroma.dense(qvec, k)
             assert [i for i, _ in ours] == [i for i, _ in theirs]
             assert [s for _, s in ours] == pytest.approx([s for _, s in theirs], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "code, family",
+    [("ct071", "ct"), ("ct0596", "ct"), ("nct05838131", "nct"), ("patient 2", "patient"), ("bcma", ""), ("nkg2a", "")],
+)
+def test_numbered_codes_of_one_kind_share_a_family(code, family):
+    assert code_family(code) == family
