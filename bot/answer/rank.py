@@ -154,9 +154,14 @@ def known_share(q: Query) -> float:
 
 
 def answerable_features(q: Query, ranked: list[Candidate]) -> np.ndarray:
-    """Question-level signals over the ranked candidates (best first)."""
+    """Question-level signals over the ranked candidates (best first). With none (every
+    retrieved sentence was about another trial or product), the question's own signals remain:
+    whether it is about this subject at all does not depend on what was quotable."""
     if not ranked:
-        return np.zeros(len(ANSWERABLE_FEATURES))
+        x = dict.fromkeys(ANSWERABLE_FEATURES, 0.0)
+        x["uncovered"], x["known_share"] = uncovered_share(q), known_share(q)
+        x["best_passage_cosine"] = max((h.dense for h in q.hits), default=0.0)
+        return np.array([x[k] for k in ANSWERABLE_FEATURES])
     top = ranked[:3]
     f = np.vstack([c.features for c in ranked])
     return np.array(

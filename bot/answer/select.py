@@ -24,7 +24,7 @@ class Select:
     def __call__(self, q: Query) -> None:
         ranked = sorted(q.candidates, key=lambda c: (-c.score, c.hit.rank, c.j))
         answerable, in_scope = 0.0, 0.0
-        if ranked and self.model is not None:
+        if self.model is not None and q.hits:
             x = answerable_features(q, ranked)
             answerable = float(self.model.answerable.probability(x))
             in_scope = float(self.model.in_scope.probability(x))
