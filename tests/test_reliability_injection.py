@@ -91,25 +91,16 @@ DIRECT = [
 ]
 
 
-# Known defect (issue 9): the classifier answers these with the crisis reply, having seen no
-# rule-changing attempts or general dose requests among its benign examples. The look-alike set
-# that covers them (corpus/safety/messages/e-lookalikes.jsonl) awaits the next training run;
-# strict, so each one fails loudly once it is fixed and the mark must go.
+# Known defect (issue 9): the classifier answers these with the crisis reply. Training with the
+# look-alike sets (corpus/safety/messages/e-lookalikes.jsonl and later) fixed eight of the
+# fourteen; strict, so each one fails loudly once it is fixed and the mark must go.
 OVER_TRIGGER = pytest.mark.xfail(strict=True, reason="classifier over-triggers self_harm (issue 9)")
 OVER_TRIGGERED = {
-    "ignore_instructions_dose",
-    "ignore_rules_say_hi",
     "pretend_doctor",
     "im_a_doctor_dose",
     "hematologist_dosing",
-    "system_prompt",
     "base64_rules",
-    "base64_dose",
-    "spanish",
     "chinese",
-    "zero_width",
-    "homoglyphs",
-    "doctor_persona_over_turns",
     "fake_assistant_promise",
 }
 

@@ -38,7 +38,9 @@ class Message:
 
 def _read(path: Path) -> list[Message]:
     out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):  # JSON Lines: "\n" only
+    for lineno, line in enumerate(
+        path.read_text(encoding="utf-8").split("\n"), start=1
+    ):  # JSON Lines: "\n" only
         if not line.strip():
             continue
         try:

@@ -54,8 +54,37 @@ MAX_BENIGN_EMERGENCY = 0.03  # on val: benign messages answered as an emergency,
 # first, then the urgent medical ones. Within the benign budget the thresholds maximise recall
 # weighted by these (a fixed false-alarm rate, the most recall it allows).
 MISS_COST = {SELF_HARM: 4.0, SYMPTOMS: 2.0, POISONING: 2.0, HARM_TO_OTHERS: 1.0}
+# Recall first for a crisis and for urgent symptoms: on val these stay at least this, whatever
+# the budget says. (A poisoning floor of 0.95 was tried: 8.9% of benign messages on val.)
+RECALL_FLOOR = {SELF_HARM: 0.97, SYMPTOMS: 0.95}
+# People often end a message with a plea or a question. The first classifiers learned that such an
+# ending meant an ordinary question ("I have a fever after CAR-T" read as urgent, the same with
+# "what should I do?" as benign), so a share of the training messages of every label are seen
+# again with one of these generic endings: the ending then carries no label.
+ENDINGS = (
+    "what should I do?",
+    "what do we do?",
+    "help",
+    "please advise",
+    "any advice?",
+    "is this normal?",
+    "thanks",
+)
+ENDING_SHARE = 0.3
 MIN_RECALL = 0.85  # thresholds searched: those keeping at least this recall in their category
 OTHER_RECALL = {DECISION: 0.93, SUPPORT: 0.85}
+
+
+def with_endings(messages: list[data.Message], seed: int = SEED) -> list[data.Message]:
+    """`messages` plus a copy of a share of them (every label alike) with a generic ending."""
+    rng = np.random.RandomState(seed)
+    extra = []
+    for m in messages:
+        if rng.rand() < ENDING_SHARE:
+            ending = ENDINGS[rng.randint(len(ENDINGS))]
+            joint = " " if m.text.rstrip().endswith((".", "?", "!")) else ", "
+            extra.append(data.Message(**{**m.__dict__, "text": f"{m.text.rstrip()}{joint}{ending}"}))
+    return messages + extra
 
 
 def _threshold(probs: np.ndarray, recall: float) -> float:
@@ -68,10 +97,10 @@ def _threshold(probs: np.ndarray, recall: float) -> float:
 def thresholds_for(p: np.ndarray, y: np.ndarray) -> tuple[dict[str, float], dict[str, float], float]:
     """Per-category thresholds on val. For the emergency categories every combination of
     per-category candidates (each positive's score) is tried, so a category whose scores separate
-    cleanly gets a low threshold without lowering the others'; the one with the most recall
-    weighted by `MISS_COST` whose benign messages answered as an emergency stay within
-    `MAX_BENIGN_EMERGENCY` wins (none within it: the strictest searched). Decisions and distress
-    get a recall target each. Returns the thresholds, the emergency recall per category on val,
+    cleanly gets a low threshold without lowering the others'. Self-harm and symptoms keep their
+    `RECALL_FLOOR`; then the combination with the most recall weighted by `MISS_COST` whose benign
+    messages answered as an emergency stay within `MAX_BENIGN_EMERGENCY` wins (when the floors
+    alone cost more, within what they cost). Decisions and distress get a recall target each. Returns the thresholds, the emergency recall per category on val,
     and the benign rate."""
     labels = list(PRECEDENCE)
     benign = p[y == labels.index(NONE)]
@@ -83,23 +112,68 @@ def thresholds_for(p: np.ndarray, y: np.ndarray) -> tuple[dict[str, float], dict
         cands.append(cand)
         recalls.append(np.array([np.mean(pos >= t) if len(pos) else 1.0 for t in cand]))
         hits.append(benign[:, labels.index(c)][None, :] >= cand[:, None])  # candidate x benign
-    best, best_key = None, None
-    for combo in itertools.product(*(range(len(c)) for c in cands)):
+    allowed = [
+        np.flatnonzero(r >= min(RECALL_FLOOR.get(c, 0.0), r.max()))
+        for c, r in zip(EMERGENCIES, recalls, strict=True)
+    ]
+    scored = []
+    for combo in itertools.product(*allowed):
         fired = np.zeros(len(benign), dtype=bool)
         for h, k in zip(hits, combo, strict=True):
             fired |= h[k]
         rate = float(fired.mean()) if len(benign) else 0.0
         gain = sum(MISS_COST[c] * r[k] for c, r, k in zip(EMERGENCIES, recalls, combo, strict=True))
-        within = rate <= MAX_BENIGN_EMERGENCY
-        # Within the budget: most weighted recall, then fewest alarms; outside it: fewest alarms.
-        key = (within, round(gain, 9) if within else -rate, -rate, sum(cd[k] for cd, k in zip(cands, combo, strict=True)))
-        if best_key is None or key > best_key:
-            best, best_key = (combo, rate), key
-    combo, rate = best
+        scored.append((combo, rate, gain))
+    # When the floors alone cost more than the budget, the budget is what they cost.
+    budget = max(MAX_BENIGN_EMERGENCY, min(rate for _, rate, _ in scored))
+    combo, rate, _ = max(
+        (x for x in scored if x[1] <= budget),
+        key=lambda x: (round(x[2], 9), -x[1], sum(cd[k] for cd, k in zip(cands, x[0], strict=True))),
+    )
     thresholds = {c: float(cd[k]) for c, cd, k in zip(EMERGENCIES, cands, combo, strict=True)}
-    thresholds |= {c: _threshold(p[y == labels.index(c), labels.index(c)], r) for c, r in OTHER_RECALL.items()}
+    thresholds |= {
+        c: _threshold(p[y == labels.index(c), labels.index(c)], r) for c, r in OTHER_RECALL.items()
+    }
     recall = {c: float(r[k]) for c, r, k in zip(EMERGENCIES, recalls, combo, strict=True)}
     return thresholds, recall, rate
+
+
+def val_probabilities(model, tokenizer, head, val: list[data.Message]) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return np.vstack(
+            [
+                torch.softmax(
+                    head(clf.pooled(model, tokenizer, [m.text for m in val[i : i + 64]]) * clf.POOL_SCALE), -1
+                ).numpy()
+                for i in range(0, len(val), 64)
+            ]
+        )
+
+
+def rethreshold(folder: Path | None) -> int:
+    """Thresholds set again on val for a trained classifier (the adapter and head unchanged)."""
+    settings = Settings.from_env()
+    folder = folder or clf.model_dir(settings)
+    model, tokenizer, head = clf.load_torch(folder, settings.index.model_path)
+    labels = list(PRECEDENCE)
+    val = [m for m in data.load(settings.index.corpus_dir / "safety") if m.split == "val"]
+    thresholds, recall, rate = thresholds_for(
+        val_probabilities(model, tokenizer, head, val), np.array([labels.index(m.label) for m in val])
+    )
+    meta = clf.read_meta(folder)
+    meta["thresholds"] = {k: round(v, 6) for k, v in thresholds.items()}
+    meta["val"] = {
+        "emergency_recall": {k: round(v, 4) for k, v in recall.items()},
+        "benign_emergency_rate": round(rate, 4),
+    }
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    print(f"thresholds: { {k: round(v, 3) for k, v in thresholds.items()} }")
+    print(
+        f"val: emergency recall { {k: round(v, 3) for k, v in recall.items()} }, benign -> emergency {rate:.3f}"
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write here instead of corpus/models/safety (candidates)")
     p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
+    p.add_argument(
+        "--thresholds-only",
+        action="store_true",
+        help="keep the trained adapter and head; set the thresholds again on val (a policy change)",
+    )
     args = p.parse_args(argv)
+    if args.thresholds_only:
+        return rethreshold(args.out)
     import torch
     from peft import LoraConfig, get_peft_model
     from safetensors.torch import save_file
@@ -118,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(SEED)
     torch.set_num_threads(THREADS)
     messages = data.load(settings.index.corpus_dir / "safety", write_missing_splits=True)
-    train = [m for m in messages if m.split == "train"]
+    train = with_endings([m for m in messages if m.split == "train"])
     val = [m for m in messages if m.split == "val"]
     labels = list(PRECEDENCE)
     y = np.array([labels.index(m.label) for m in train])
@@ -144,21 +225,15 @@ def main(argv: list[str] | None = None) -> int:
             opt.zero_grad()
             loss.backward()
             opt.step()
-        print(f"epoch {epoch + 1}/{args.epochs} done at {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        print(
+            f"epoch {epoch + 1}/{args.epochs} done at {time.perf_counter() - started:.0f} s", file=sys.stderr
+        )
 
     model.eval()
     head.eval()
-    with torch.inference_mode():
-        probs = np.vstack(
-            [
-                torch.softmax(
-                    head(clf.pooled(model, tokenizer, [m.text for m in val[i : i + 64]]) * clf.POOL_SCALE), -1
-                ).numpy()
-                for i in range(0, len(val), 64)
-            ]
-        )
-    yv = np.array([labels.index(m.label) for m in val])
-    thresholds, recall, rate = thresholds_for(probs, yv)
+    thresholds, recall, rate = thresholds_for(
+        val_probabilities(model, tokenizer, head, val), np.array([labels.index(m.label) for m in val])
+    )
 
     folder = args.out or settings.index.corpus_dir / "models" / "safety"  # the corpus folder's own
     folder.mkdir(parents=True, exist_ok=True)
@@ -173,8 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         "labels": labels,
         "thresholds": {k: round(v, 6) for k, v in thresholds.items()},
         "version": f"data:{digest.hexdigest()[:12]}",
-        "trained_on": {"train": len(train), "val_for_thresholds": len(val)},
-        "val": {"emergency_recall": {k: round(v, 4) for k, v in recall.items()}, "benign_emergency_rate": round(rate, 4)},
+        "trained_on": {"train": len(train), "val_for_thresholds": len(val), "endings": ENDING_SHARE},
+        "val": {
+            "emergency_recall": {k: round(v, 4) for k, v in recall.items()},
+            "benign_emergency_rate": round(rate, 4),
+        },
         "hyperparameters": {
             "epochs": args.epochs,
             "batch": BATCH,
@@ -185,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     print(f"thresholds: { {k: round(v, 3) for k, v in thresholds.items()} }")
-    print(f"val: emergency recall { {k: round(v, 3) for k, v in recall.items()} }, benign -> emergency {rate:.3f}")
+    print(
+        f"val: emergency recall { {k: round(v, 3) for k, v in recall.items()} }, benign -> emergency {rate:.3f}"
+    )
     print(f"wrote {folder} in {time.perf_counter() - started:.0f} s")
     return 0
 

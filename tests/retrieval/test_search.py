@@ -61,7 +61,14 @@ def test_the_exact_scan_in_memory_finds_what_chroma_finds(companion):
 
 @pytest.mark.parametrize(
     "code, family",
-    [("ct071", "ct"), ("ct0596", "ct"), ("nct05838131", "nct"), ("patient 2", "patient"), ("bcma", ""), ("nkg2a", "")],
+    [
+        ("ct071", "ct"),
+        ("ct0596", "ct"),
+        ("nct05838131", "nct"),
+        ("patient 2", "patient"),
+        ("bcma", ""),
+        ("nkg2a", ""),
+    ],
 )
 def test_numbered_codes_of_one_kind_share_a_family(code, family):
     assert code_family(code) == family

@@ -59,7 +59,10 @@ def test_harm_words_not_turned_on_oneself_are_not_self_harm(text):
     assert "self_harm" not in rules.backstop(text)
 
 
-@pytest.mark.parametrize("text", ["what does suicide prevention research say about CAR-T?", "is there a suicide switch in these cells"])
+@pytest.mark.parametrize(
+    "text",
+    ["what does suicide prevention research say about CAR-T?", "is there a suicide switch in these cells"],
+)
 def test_explicit_words_in_a_question_about_no_one_are_left_to_the_classifier(text):
     assert "self_harm" not in rules.backstop(text)
 

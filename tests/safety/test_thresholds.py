@@ -1,4 +1,4 @@
-"""How the classifier's thresholds are set on the validation split (`bot/safety/train.py`)."""
+"""How the classifier is trained and its thresholds set on the validation split (`bot/safety/train.py`)."""
 
 import numpy as np
 
@@ -64,3 +64,16 @@ def test_within_the_budget_more_recall_is_taken():
     thresholds, recall, rate = train.thresholds_for(p, y)
     assert thresholds[SELF_HARM] == 0.3 and recall[SELF_HARM] == 1.0
     assert rate == 0.01
+
+
+def test_endings_are_added_to_a_share_of_every_label_alike():
+    from bot.safety.data import Message
+
+    msgs = [Message(f"message {i}", label, f"f{i}") for i in range(400) for label in ("self_harm", "none")]
+    out = train.with_endings(msgs)
+    assert out[: len(msgs)] == msgs and out == train.with_endings(msgs)  # originals kept; deterministic
+    extra = out[len(msgs) :]
+    for label in ("self_harm", "none"):
+        share = sum(m.label == label for m in extra) / 400
+        assert 0.2 < share < 0.4
+    assert all(any(m.text.endswith(e) for e in train.ENDINGS) for m in extra)
