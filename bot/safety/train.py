@@ -6,13 +6,14 @@ machine the same data gives the same adapter. Steps:
 1. load `corpus/safety/messages/*.jsonl`; families new since the last run get a frozen split
    (train / val / test, whole families, stratified by file and label);
 2. fine-tune a LoRA adapter on the bundled all-MiniLM-L6-v2 and a linear head on the train
-   split (cross-entropy, class-balanced);
-3. on the val split, set each category's threshold: the emergency categories get the most
-   recall (weighted by `MISS_COST`, self-harm first) whose benign-to-emergency rate stays within
-   `MAX_BENIGN_EMERGENCY`; decisions and distress a recall target of their own;
+   split (cross-entropy, class-balanced; a share of it also seen with a generic ending);
+3. on the val split, set each category's threshold: self-harm and symptoms keep a recall floor,
+   then the emergency categories get the most recall (weighted by `MISS_COST`) whose
+   benign-to-emergency rate stays within `MAX_BENIGN_EMERGENCY`; decisions and distress a recall
+   target of their own (`--thresholds-only` redoes just this step);
 4. write the adapter, the head and the thresholds to `corpus/models/safety/` (about 3 MB).
 
-The test split and the separately written `fresh` set are never read here. About 10-15 minutes
+The test split and the separately written `fresh` set are never read here. About 15 minutes
 on 2 CPU cores.
 """
 
