@@ -138,7 +138,7 @@ class Companion:
             ),
             analyse=Analyse(self.lexicon, self.embedder),
             retrieve=Retrieve(self.search, StoredQuestions(*self.index.stored_questions()), s.retrieval),
-            rank=Rank(self.index, ranker),
+            rank=Rank(self.index, ranker, s.answer.same_kind_codes),
             select=Select(s.answer, ranker),
             compose=Compose(),
             policy=Policy(s),

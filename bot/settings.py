@@ -131,6 +131,9 @@ class AnswerSettings:
     min_in_scope: float = 0.3
     coverage_bonus: float = 0.1  # per topic word or code a follower adds that the chosen lack
     resolve_followups: bool = True
+    # A sentence about another numbered thing of the kind asked (CT0596 when asked about CT071,
+    # Patient 1 when asked about Patient 2) is not a candidate answer.
+    same_kind_codes: bool = True
 
 
 @dataclass(frozen=True)
@@ -256,6 +259,7 @@ class Settings:
                 sentence_margin=_float(env, "PCL_SENTENCE_MARGIN", a.sentence_margin, 0.0, 1.0),
                 coverage_bonus=_float(env, "PCL_COVERAGE_BONUS", a.coverage_bonus, 0.0, 1.0),
                 resolve_followups=_bool(env, "PCL_RESOLVE_FOLLOWUPS", a.resolve_followups),
+                same_kind_codes=_bool(env, "PCL_SAME_KIND_CODES", a.same_kind_codes),
             ),
             safety=SafetySettings(
                 max_question_chars=_int(env, "PCL_MAX_QUESTION_CHARS", s.max_question_chars, 10, 100_000),

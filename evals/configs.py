@@ -18,6 +18,7 @@ CONFIGS: dict[str, dict[str, object]] = {
     "bm25": {"retrieval_mode": "bm25"},
     "no-stored-questions": {"retrieval_stored_questions": False},
     "no-followups": {"answer_resolve_followups": False},
+    "no-same-kind-codes": {"answer_same_kind_codes": False},
     "no-classifier": {"safety_classifier": False},
     "no-embedding-adapter": {"models_embed_adapter": False},
     "chunk-96": {"index_chunk_tokens": 96},

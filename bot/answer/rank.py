@@ -206,13 +206,14 @@ def load_ranker(settings: Settings) -> RankerModel:
 
 
 class Rank:
-    def __init__(self, index: IndexHandle, model: RankerModel | None) -> None:
+    def __init__(self, index: IndexHandle, model: RankerModel | None, same_kind_codes: bool = True) -> None:
         self.index = index
         self.model = model
+        self.same_kind_codes = same_kind_codes
 
     def __call__(self, q: Query) -> None:
         vectors = self.index.sentence_vectors([h.chunk.id for h in q.hits])
-        cands = candidates(q, vectors)
+        cands = candidates(q, vectors, self.same_kind_codes)
         if cands and self.model is not None:
             probs = self.model.probability(np.vstack([c.features for c in cands]))
             # The constructor, not dataclasses.replace: a few dozen candidates per question.
@@ -304,7 +305,7 @@ def _about_another(s: _Sentence, asked: dict[str, frozenset[str]]) -> bool:
     return False
 
 
-def candidates(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
+def candidates(q: Query, vectors: dict[str, np.ndarray], same_kind_codes: bool = True) -> list[Candidate]:
     """Every quotable sentence of the retrieved passages, with its features (score 0 until ranked)."""
     a = q.analysis
     terms, qvec = a.terms, q.vector
@@ -316,7 +317,7 @@ def candidates(q: Query, vectors: dict[str, np.ndarray]) -> list[Candidate]:
     id_list = sorted(terms.ids)
     n_groups = len(terms.groups)
     defines_rx = re.compile(re.escape(a.term) + r"\b[^.]{0,40}?\b(is|are)\b") if a.term else None
-    asked = _by_family(a.codes)
+    asked = _by_family(a.codes) if same_kind_codes else {}
     out = []
     for hit in q.hits:
         p = passage_of(hit.chunk)

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from bot.pipeline import Companion
 from bot.reply import KINDS, Quote
 from bot.retrieval.search import code_family, identifiers
 from bot.safety import replies
@@ -175,6 +176,12 @@ def test_a_quote_about_another_product_is_not_an_answer(companion):
     for c in reply.citations:
         named = {n for n in identifiers(c.quote) if code_family(n) in {code_family(a) for a in asked}}
         assert not named or named & asked, (c.quote, reply.answer)
+
+
+def test_the_same_kind_check_is_what_keeps_that_quote_out(settings):
+    off = Companion(settings.with_overrides(answer_same_kind_codes=False), progress=False)
+    reply = off.ask("is CT071 made from donor cells?")
+    assert any("CT0596" in c.quote and "CT071" not in c.quote for c in reply.citations), reply.answer
 
 
 def test_follow_up_swaps_primary_for_secondary(companion):
