@@ -230,8 +230,10 @@ class _Sentence:
     unit: Unit
     text: str  # lower-cased
     tokens: frozenset[str]  # its words, the passage's section and labels, "author" for the author's own
-    codes: frozenset[str]  # the codes it names, with its passage's section and source
-    passage_codes: frozenset[str]  # the codes its whole passage names
+    # The numbered codes it names (with its passage's section and source) by family, and those
+    # its whole passage names: read once per passage, not per question.
+    kinds: dict[str, frozenset[str]]
+    passage_kinds: dict[str, frozenset[str]]
 
 
 @dataclass(frozen=True)
@@ -251,7 +253,7 @@ def _passage(units_json: str, section: str, source_id: str, kind: str, content: 
     labels = " ".join(u.text for u in units if u.label)
     section_tokens = token_set(f"{section} {labels}")
     context_codes = identifiers(f"{section} {labels} {source_id}")
-    passage_codes = frozenset(context_codes.union(*(identifiers(u.text) for u in units)))
+    passage_kinds = _by_family(context_codes.union(*(identifiers(u.text) for u in units)))
     sentences = []
     for j, unit in enumerate(units):
         if unit.label or looks_planted(unit.text):
@@ -259,8 +261,8 @@ def _passage(units_json: str, section: str, source_id: str, kind: str, content: 
         tokens = set(token_set(unit.text)) | section_tokens
         if kind == "article" and first_person(unit.text):
             tokens.add("author")  # the author's own words answer "what does the author think"
-        codes = frozenset(identifiers(unit.text) | context_codes)
-        sentences.append(_Sentence(j, unit, unit.text.lower(), frozenset(tokens), codes, passage_codes))
+        kinds = _by_family(identifiers(unit.text) | context_codes)
+        sentences.append(_Sentence(j, unit, unit.text.lower(), frozenset(tokens), kinds, passage_kinds))
     return _Passage(
         units,
         section_tokens,
@@ -283,7 +285,7 @@ def _fits(wants: str, text: str) -> bool:
     return fits(wants, text)
 
 
-def _by_family(codes: frozenset[str]) -> dict[str, frozenset[str]]:
+def _by_family(codes: set[str] | frozenset[str]) -> dict[str, frozenset[str]]:
     out: dict[str, set[str]] = {}
     for c in codes:
         if fam := code_family(c):
@@ -296,12 +298,9 @@ def _about_another(s: _Sentence, asked: dict[str, frozenset[str]]) -> bool:
     about CT071, a sentence about CT0596 does not answer, it would read as the answer. What the
     sentence names decides; a sentence that names nothing of that kind goes by its passage."""
     for fam, codes in asked.items():
-        for named in (s.codes, s.passage_codes):
-            of_kind = {n for n in named if code_family(n) == fam}
-            if of_kind:
-                if not (of_kind & codes):
-                    return True
-                break
+        named = s.kinds.get(fam) or s.passage_kinds.get(fam)
+        if named and not (named & codes):
+            return True
     return False
 
 

@@ -38,9 +38,8 @@ class Message:
 
 def _read(path: Path) -> list[Message]:
     out = []
-    for lineno, line in enumerate(
-        path.read_text(encoding="utf-8").split("\n"), start=1
-    ):  # JSON Lines: "\n" only
+    # JSON Lines end at "\n" only: splitlines() would also break at a raw U+2028 in a message.
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         if not line.strip():
             continue
         try:

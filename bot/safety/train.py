@@ -163,18 +163,24 @@ def rethreshold(folder: Path | None) -> int:
     thresholds, recall, rate = thresholds_for(
         val_probabilities(model, tokenizer, head, val), np.array([labels.index(m.label) for m in val])
     )
-    meta = clf.read_meta(folder)
-    meta["thresholds"] = {k: round(v, 6) for k, v in thresholds.items()}
-    meta["val"] = {
-        "emergency_recall": {k: round(v, 4) for k, v in recall.items()},
-        "benign_emergency_rate": round(rate, 4),
-    }
+    meta = clf.read_meta(folder) | _threshold_meta(thresholds, recall, rate)
     (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _threshold_meta(thresholds: dict[str, float], recall: dict[str, float], rate: float) -> dict:
+    """The thresholds and their validation figures as meta.json keeps them (printed too)."""
     print(f"thresholds: { {k: round(v, 3) for k, v in thresholds.items()} }")
     print(
         f"val: emergency recall { {k: round(v, 3) for k, v in recall.items()} }, benign -> emergency {rate:.3f}"
     )
-    return 0
+    return {
+        "thresholds": {k: round(v, 6) for k, v in thresholds.items()},
+        "val": {
+            "emergency_recall": {k: round(v, 4) for k, v in recall.items()},
+            "benign_emergency_rate": round(rate, 4),
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,13 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "format": clf.MODEL_FORMAT,
         "labels": labels,
-        "thresholds": {k: round(v, 6) for k, v in thresholds.items()},
+        **_threshold_meta(thresholds, recall, rate),
         "version": f"data:{digest.hexdigest()[:12]}",
         "trained_on": {"train": len(train), "val_for_thresholds": len(val), "endings": ENDING_SHARE},
-        "val": {
-            "emergency_recall": {k: round(v, 4) for k, v in recall.items()},
-            "benign_emergency_rate": round(rate, 4),
-        },
         "hyperparameters": {
             "epochs": args.epochs,
             "batch": BATCH,
@@ -263,10 +265,6 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    print(f"thresholds: { {k: round(v, 3) for k, v in thresholds.items()} }")
-    print(
-        f"val: emergency recall { {k: round(v, 3) for k, v in recall.items()} }, benign -> emergency {rate:.3f}"
-    )
     print(f"wrote {folder} in {time.perf_counter() - started:.0f} s")
     return 0
 
