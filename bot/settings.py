@@ -148,6 +148,10 @@ class SafetySettings:
     poison_control_name: str = "Poison Control"
     history_turns: int = 3  # earlier user turns whose risk carries into a follow-up
     classifier: bool = True  # the learned layer; off only for ablations (rules alone)
+    # The backstop's symptom words and temperatures are set aside when the classifier is at least
+    # this sure the message is ordinary ("she had a seizure two years ago, how common is that?").
+    # On train and val, every real risk only the words caught had p(none) <= 0.46; 1: never set aside.
+    symptom_words_veto: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,7 @@ class Settings:
                 poison_control_name=_str(env, "PCL_POISON_CONTROL_NAME", s.poison_control_name),
                 history_turns=_int(env, "PCL_SAFETY_HISTORY_TURNS", s.history_turns, 0, 20),
                 classifier=_bool(env, "PCL_SAFETY_CLASSIFIER", s.classifier),
+                symptom_words_veto=_float(env, "PCL_SYMPTOM_WORDS_VETO", s.symptom_words_veto, 0.0, 1.0),
             ),
             app=AppSettings(
                 feedback_log=Path(_str(env, "PCL_FEEDBACK_LOG", str(p.feedback_log))),

@@ -20,6 +20,7 @@ CONFIGS: dict[str, dict[str, object]] = {
     "no-followups": {"answer_resolve_followups": False},
     "no-same-kind-codes": {"answer_same_kind_codes": False},
     "no-classifier": {"safety_classifier": False},
+    "no-symptom-veto": {"safety_symptom_words_veto": 1.0},
     "no-embedding-adapter": {"models_embed_adapter": False},
     "chunk-96": {"index_chunk_tokens": 96},
     "chunk-256": {"index_chunk_tokens": 256},

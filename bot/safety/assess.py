@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from bot.query import Query
 from bot.safety import rules
-from bot.safety.policy import CARRIED, NONE, first
+from bot.safety.policy import CARRIED, NONE, SYMPTOMS, first
 from bot.safety.screen import screen
 from bot.settings import SafetySettings
 
@@ -63,5 +63,9 @@ class Guard:
         scores: dict[str, float] = {}
         if self.classifier is not None:
             cats, scores = self.classifier.classify(text)
+            # Symptom words also appear in past events and idioms ("a seizure two years ago,
+            # fine since"): they add a risk unless the model is sure the message is ordinary.
+            if scores.get(NONE, 0.0) >= self.settings.symptom_words_veto:
+                found.discard(SYMPTOMS)
             found |= cats
         return found, scores

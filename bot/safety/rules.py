@@ -6,7 +6,8 @@ general reading of body temperatures. They can add a risk, never remove one.
 
 The symptom words cost false alarms (on the train and val splits they called 24 benign messages
 urgent, mostly past events told in passing, and caught 1 the classifier missed) and are kept:
-a plain "I have a fever after CAR-T" must never depend on a retrained model.
+a plain "I have a fever after CAR-T" must never depend on a retrained model. The guard sets them
+aside only when the classifier is sure the message is ordinary (`PCL_SYMPTOM_WORDS_VETO`).
 """
 
 from __future__ import annotations

@@ -99,3 +99,21 @@ def test_every_reply_carries_the_disclaimer(companion, settings):
             reply.disclaimer == settings.disclaimer_for(reply.kind)
             and "not medical advice" in reply.disclaimer
         )
+
+
+def test_symptom_words_in_a_past_event_are_set_aside_only_when_the_model_is_sure(companion, settings):
+    """The backstop's words read "seizure" and "fever" anywhere; the classifier reads the tense."""
+    from dataclasses import replace
+
+    from bot.query import Query
+    from bot.safety.assess import Guard
+
+    past = "my dad had one seizure during his car-t back in 2023 and has been fine ever since, how rare is that?"
+    now = "temp 38.7 tonight, 5 days after my car-t, shivering. do i really have to go in?"
+    assert companion.ask(past).kind != "emergency"
+    assert companion.ask(now).reason == "symptoms"
+
+    never = Guard(replace(settings.safety, symptom_words_veto=1.0), companion.classifier)
+    q = Query(raw=past)
+    never(q)
+    assert q.risk.category == "symptoms"  # without the veto the words alone would call it urgent
