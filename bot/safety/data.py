@@ -19,6 +19,9 @@ from bot.safety.policy import PRECEDENCE
 
 SPLITS = ("train", "val", "test")
 SHARES = (0.65, 0.15, 0.20)  # of the families of each (file, label) stratum
+# The test split was frozen with the first sets (a-d); families added since go to train and val
+# only, so the test split, and every figure measured on it, stays comparable.
+LATER_SHARES = (0.8, 0.2, 0.0)
 
 
 class SafetyDataError(ValueError):
@@ -55,8 +58,9 @@ def _read(path: Path) -> list[Message]:
     return out
 
 
-def assign_splits(messages: list[Message]) -> dict[str, str]:
-    """family -> split, stratified by (file, label), in a fixed hash order."""
+def assign_splits(messages: list[Message], shares: tuple[float, float, float] = SHARES) -> dict[str, str]:
+    """family -> split, stratified by (file, label), in a fixed hash order; `shares` of train,
+    val and test."""
     strata: dict[tuple[str, str], set[str]] = defaultdict(set)
     for m in messages:
         strata[(m.source, m.label)].add(m.family)
@@ -64,8 +68,8 @@ def assign_splits(messages: list[Message]) -> dict[str, str]:
     for _stratum, families in sorted(strata.items()):
         order = sorted(families, key=lambda f: hashlib.sha256(f"pcl-safety:{f}".encode()).hexdigest())
         n = len(order)
-        n_test = max(1, round(n * SHARES[2]))
-        n_val = max(1, round(n * SHARES[1])) if n > 2 else 0
+        n_test = max(1, round(n * shares[2])) if shares[2] else 0
+        n_val = max(1, round(n * shares[1])) if n > 2 else 0
         for i, fam in enumerate(order):
             if fam in out:
                 continue  # a family already placed (the same family id in two strata) keeps its split
@@ -86,7 +90,7 @@ def load(root: Path, write_missing_splits: bool = False) -> list[Message]:
             raise SafetyDataError(
                 f"{len(missing)} families have no split in {split_file}; run `python -m bot.safety.train`"
             )
-        new = assign_splits([m for m in messages if m.family in missing])
+        new = assign_splits([m for m in messages if m.family in missing], LATER_SHARES)
         splits |= new
         split_file.write_text(json.dumps(dict(sorted(splits.items())), indent=0) + "\n", encoding="utf-8")
     out = [Message(**{**m.__dict__, "split": splits[m.family]}) for m in messages]

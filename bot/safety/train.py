@@ -3,8 +3,8 @@
 Reproducible: fixed seeds, a fixed number of threads, a fixed order of batches; on the same
 machine the same data gives the same adapter. Steps:
 
-1. load `corpus/safety/messages/*.jsonl`; families new since the last run get a frozen split
-   (train / val / test, whole families, stratified by file and label);
+1. load `corpus/safety/messages/*.jsonl`; families new since the last run get a split (whole
+   families, stratified by file and label; train and val only, the test split is frozen);
 2. fine-tune a LoRA adapter on the bundled all-MiniLM-L6-v2 and a linear head on the train
    split (cross-entropy, class-balanced; a share of it also seen with a generic ending);
 3. on the val split, set each category's threshold: self-harm and symptoms keep a recall floor,
@@ -106,13 +106,11 @@ def with_context(messages: list[data.Message], seed: int = SEED) -> list[data.Me
     after, keeping the label (see `CONTEXT_SHARE`)."""
     rng = np.random.RandomState(seed + 1)
     ordinary = [t for m in messages if m.label == NONE for t in _sentences(m.text)]
-    lower = ordinary + [t for m in messages if m.label in (DECISION, SUPPORT) for t in _sentences(m.text)]
     extra = []
     for m in messages:
         if rng.rand() >= CONTEXT_SHARE:
             continue
-        pool = lower if m.label in EMERGENCIES else ordinary
-        other = pool[rng.randint(len(pool))]
+        other = ordinary[rng.randint(len(ordinary))]
         text = m.text.strip()
         joined = f"{other} {text}" if rng.rand() < 0.5 else f"{text} {other}"
         extra.append(data.Message(**{**m.__dict__, "text": joined}))
