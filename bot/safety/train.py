@@ -23,7 +23,6 @@ import argparse
 import hashlib
 import itertools
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -73,14 +72,6 @@ ENDINGS = (
     "thanks",
 )
 ENDING_SHARE = 0.3
-# A risk stays a risk whatever surrounds it: an ordinary question before or after it ("...tonight
-# he can't find his words. also, is the trial still recruiting?") does not make it benign. A
-# share of the training messages are seen again next to a sentence of another training message,
-# label kept: ordinary sentences go with every label, the sentences of decisions and distress
-# only with the emergencies they rank below. Without it, a sentence of another validation message
-# added before or after a risky one cut the old model's val emergency recall from 0.97 to 0.82.
-CONTEXT_SHARE = 0.3
-CONTEXT_MAX_CHARS = 160
 MIN_RECALL = 0.85  # thresholds searched: those keeping at least this recall in their category
 OTHER_RECALL = {DECISION: 0.93, SUPPORT: 0.85}
 
@@ -94,26 +85,6 @@ def with_endings(messages: list[data.Message], seed: int = SEED) -> list[data.Me
             ending = ENDINGS[rng.randint(len(ENDINGS))]
             joint = " " if m.text.rstrip().endswith((".", "?", "!")) else ", "
             extra.append(data.Message(**{**m.__dict__, "text": f"{m.text.rstrip()}{joint}{ending}"}))
-    return messages + extra
-
-
-def _sentences(text: str) -> list[str]:
-    return [t for t in re.split(r"(?<=[.?!])\s+", text.strip()) if 0 < len(t) <= CONTEXT_MAX_CHARS]
-
-
-def with_context(messages: list[data.Message], seed: int = SEED) -> list[data.Message]:
-    """`messages` plus a copy of a share of them with a sentence of another message before or
-    after, keeping the label (see `CONTEXT_SHARE`)."""
-    rng = np.random.RandomState(seed + 1)
-    ordinary = [t for m in messages if m.label == NONE for t in _sentences(m.text)]
-    extra = []
-    for m in messages:
-        if rng.rand() >= CONTEXT_SHARE:
-            continue
-        other = ordinary[rng.randint(len(ordinary))]
-        text = m.text.strip()
-        joined = f"{other} {text}" if rng.rand() < 0.5 else f"{text} {other}"
-        extra.append(data.Message(**{**m.__dict__, "text": joined}))
     return messages + extra
 
 
@@ -235,8 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(SEED)
     torch.set_num_threads(THREADS)
     messages = data.load(settings.index.corpus_dir / "safety", write_missing_splits=True)
-    base = [m for m in messages if m.split == "train"]
-    train = with_endings(base) + with_context(base)[len(base) :]
+    train = with_endings([m for m in messages if m.split == "train"])
     val = [m for m in messages if m.split == "val"]
     labels = list(PRECEDENCE)
     y = np.array([labels.index(m.label) for m in train])
@@ -285,12 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "labels": labels,
         **_threshold_meta(thresholds, recall, rate),
         "version": f"data:{digest.hexdigest()[:12]}",
-        "trained_on": {
-            "train": len(train),
-            "val_for_thresholds": len(val),
-            "endings": ENDING_SHARE,
-            "context": CONTEXT_SHARE,
-        },
+        "trained_on": {"train": len(train), "val_for_thresholds": len(val), "endings": ENDING_SHARE},
         "hyperparameters": {
             "epochs": args.epochs,
             "batch": BATCH,
