@@ -53,4 +53,6 @@ def test_families_added_after_the_test_split_was_frozen_go_to_train_and_val_only
     new = {m.family: m.split for m in loaded if m.source == "z-new.jsonl"}
     assert set(new.values()) == {"train", "val"}
     assert {f: s for f, s in after.items() if f in before} == before
-    assert sorted(f for f, s in after.items() if s == "test") == sorted(f for f, s in before.items() if s == "test")
+    assert sorted(f for f, s in after.items() if s == "test") == sorted(
+        f for f, s in before.items() if s == "test"
+    )

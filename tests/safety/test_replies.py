@@ -108,7 +108,9 @@ def test_symptom_words_in_a_past_event_are_set_aside_only_when_the_model_is_sure
     from bot.query import Query
     from bot.safety.assess import Guard
 
-    past = "my dad had one seizure during his car-t back in 2023 and has been fine ever since, how rare is that?"
+    past = (
+        "my dad had one seizure during his car-t back in 2023 and has been fine ever since, how rare is that?"
+    )
     now = "temp 38.7 tonight, 5 days after my car-t, shivering. do i really have to go in?"
     assert companion.ask(past).kind != "emergency"
     assert companion.ask(now).reason == "symptoms"
