@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write here instead of corpus/models/safety (candidates)")
     p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
+    p.add_argument("--seed", type=int, default=SEED, help="another seed, to see how much a run varies")
     p.add_argument(
         "--thresholds-only",
         action="store_true",
@@ -203,10 +204,10 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     settings = Settings.from_env()
-    torch.manual_seed(SEED)
+    torch.manual_seed(args.seed)
     torch.set_num_threads(THREADS)
     messages = data.load(settings.index.corpus_dir / "safety", write_missing_splits=True)
-    train = with_endings([m for m in messages if m.split == "train"])
+    train = with_endings([m for m in messages if m.split == "train"], args.seed)
     val = [m for m in messages if m.split == "val"]
     labels = list(PRECEDENCE)
     y = np.array([labels.index(m.label) for m in train])
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = [m.text for m in train]
     for epoch in range(args.epochs):
         model.train()
-        order = np.random.RandomState(SEED + epoch).permutation(len(train))
+        order = np.random.RandomState(args.seed + epoch).permutation(len(train))
         for i in range(0, len(order), BATCH):
             idx = order[i : i + BATCH]
             logits = head(clf.pooled(model, tokenizer, [texts[j] for j in idx]) * clf.POOL_SCALE)
@@ -261,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch": BATCH,
             "learning_rate": args.learning_rate,
             "lora": LORA,
-            "seed": SEED,
+            "seed": args.seed,
         },
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
