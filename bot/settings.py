@@ -150,7 +150,9 @@ class SafetySettings:
     classifier: bool = True  # the learned layer; off only for ablations (rules alone)
     # The backstop's symptom words and temperatures are set aside when the classifier is at least
     # this sure the message is ordinary ("she had a seizure two years ago, how common is that?").
-    # On train and val, every real risk only the words caught had p(none) <= 0.46; 1: never set aside.
+    # On train and val every benign message the words alone called urgent had p(none) >= 0.63 and
+    # every real risk only they caught <= 0.13 ("I have a fever after CAR-T, what should I do?":
+    # 0.45). 1: never set aside.
     symptom_words_veto: float = 0.9
 
 

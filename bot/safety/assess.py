@@ -65,7 +65,8 @@ class Guard:
             cats, scores = self.classifier.classify(text)
             # Symptom words also appear in past events and idioms ("a seizure two years ago,
             # fine since"): they add a risk unless the model is sure the message is ordinary.
-            if scores.get(NONE, 0.0) >= self.settings.symptom_words_veto:
+            veto = self.settings.symptom_words_veto
+            if veto < 1.0 and scores.get(NONE, 0.0) >= veto:
                 found.discard(SYMPTOMS)
             found |= cats
         return found, scores
