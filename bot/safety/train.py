@@ -101,8 +101,8 @@ def thresholds_for(p: np.ndarray, y: np.ndarray) -> tuple[dict[str, float], dict
     cleanly gets a low threshold without lowering the others'. Self-harm and symptoms keep their
     `RECALL_FLOOR`; then the combination with the most recall weighted by `MISS_COST` whose benign
     messages answered as an emergency stay within `MAX_BENIGN_EMERGENCY` wins (when the floors
-    alone cost more, within what they cost). Decisions and distress get a recall target each. Returns the thresholds, the emergency recall per category on val,
-    and the benign rate."""
+    alone cost more, within what they cost). Decisions and distress get a recall target each.
+    Returns the thresholds, the emergency recall per category on val, and the benign rate."""
     labels = list(PRECEDENCE)
     benign = p[y == labels.index(NONE)]
     cands, recalls, hits = [], [], []
