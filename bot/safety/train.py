@@ -6,15 +6,19 @@ machine the same data gives the same adapter. Steps:
 1. load `corpus/safety/messages/*.jsonl`; families new since the last run get a split (whole
    families, stratified by file and label; train and val only, the test split is frozen);
 2. fine-tune a LoRA adapter on the bundled all-MiniLM-L6-v2 and a linear head on the train
-   split (cross-entropy, class-balanced; a share of it also seen with a generic ending);
+   split (cross-entropy, class-balanced; a share of it also seen with a generic ending), once per
+   seed (`MEMBERS` runs), and average the runs' weights into one model (`soup`): runs that
+   differ only in their seed disagree on borderline messages, and their average is steadier
+   than any one of them at the cost of a single encoder pass;
 3. on the val split, set each category's threshold: self-harm and symptoms keep a recall floor,
    then the emergency categories get the most recall (weighted by `MISS_COST`) whose
    benign-to-emergency rate stays within `MAX_BENIGN_EMERGENCY`; decisions and distress a recall
    target of their own (`--thresholds-only` redoes just this step);
-4. write the adapter, the head and the thresholds to `corpus/models/safety/` (about 3 MB).
+4. write the adapter, the head and the thresholds to `corpus/models/safety/` (about 8 MB).
 
 The test split and the separately written `fresh` set are never read here. About 15 minutes
-on 2 CPU cores.
+per run on 2 CPU cores, so 45 for the default three; `--soup-of` averages runs already trained
+(`--members 1 --seed N --out DIR` each) in a minute.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import hashlib
 import itertools
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +50,7 @@ from bot.safety.policy import (
 from bot.settings import Settings
 
 SEED = 0
+MEMBERS = 3  # runs (seeds) averaged into one model: see `soup`
 THREADS = 2
 EPOCHS = 4
 BATCH = 16
@@ -183,49 +189,34 @@ def _threshold_meta(thresholds: dict[str, float], recall: dict[str, float], rate
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bot.safety.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, help="write here instead of corpus/models/safety (candidates)")
-    p.add_argument("--epochs", type=int, default=EPOCHS)
-    p.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
-    p.add_argument("--seed", type=int, default=SEED, help="another seed, to see how much a run varies")
-    p.add_argument(
-        "--thresholds-only",
-        action="store_true",
-        help="keep the trained adapter and head; set the thresholds again on val (a policy change)",
-    )
-    args = p.parse_args(argv)
-    if args.thresholds_only:
-        return rethreshold(args.out)
+def train_member(
+    settings: Settings, messages: list[data.Message], epochs: int, learning_rate: float, seed: int
+):
+    """One fine-tuning run: (peft model, head), trained on the train split with this seed."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from safetensors.torch import save_file
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
-    started = time.perf_counter()
-    settings = Settings.from_env()
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     torch.set_num_threads(THREADS)
-    messages = data.load(settings.index.corpus_dir / "safety", write_missing_splits=True)
-    train = with_endings([m for m in messages if m.split == "train"], args.seed)
-    val = [m for m in messages if m.split == "val"]
+    train = with_endings([m for m in messages if m.split == "train"], seed)
     labels = list(PRECEDENCE)
     y = np.array([labels.index(m.label) for m in train])
-
     base_path = settings.index.model_path
-    tokenizer = AutoTokenizer.from_pretrained(base_path, local_files_only=True)
+    tokenizer = _tokenizer(base_path)
     model = get_peft_model(AutoModel.from_pretrained(base_path, local_files_only=True), LoraConfig(**LORA))
     head = torch.nn.Linear(model.config.hidden_size, len(labels))
     params = [q for q in model.parameters() if q.requires_grad] + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=0.01)
+    opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
     counts = np.bincount(y, minlength=len(labels))
     loss_fn = torch.nn.CrossEntropyLoss(
         weight=torch.tensor(len(y) / (len(labels) * counts), dtype=torch.float)
     )
     texts = [m.text for m in train]
-    for epoch in range(args.epochs):
+    started = time.perf_counter()
+    for epoch in range(epochs):
         model.train()
-        order = np.random.RandomState(args.seed + epoch).permutation(len(train))
+        order = np.random.RandomState(seed + epoch).permutation(len(train))
         for i in range(0, len(order), BATCH):
             idx = order[i : i + BATCH]
             logits = head(clf.pooled(model, tokenizer, [texts[j] for j in idx]) * clf.POOL_SCALE)
@@ -234,40 +225,137 @@ def main(argv: list[str] | None = None) -> int:
             loss.backward()
             opt.step()
         print(
-            f"epoch {epoch + 1}/{args.epochs} done at {time.perf_counter() - started:.0f} s", file=sys.stderr
+            f"seed {seed}: epoch {epoch + 1}/{epochs} done at {time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
         )
+    return model.eval(), head.eval(), len(train)
 
-    model.eval()
-    head.eval()
-    thresholds, recall, rate = thresholds_for(
-        val_probabilities(model, tokenizer, head, val), np.array([labels.index(m.label) for m in val])
-    )
 
-    folder = args.out or settings.index.corpus_dir / "models" / "safety"  # the corpus folder's own
+def _tokenizer(base_path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(base_path, local_files_only=True)
+
+
+def save_member(model, head, folder: Path) -> None:
+    from safetensors.torch import save_file
+
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(folder))
     (folder / "README.md").unlink(missing_ok=True)  # peft's model-card template, not ours
     save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(folder / "head.safetensors"))
+
+
+def soup(members: list[Path], base_path: str):
+    """The uniform weight average of runs that differ only in their seed (a "model soup",
+    Wortsman et al. 2022): one model, so one encoder pass, that varies less from run to run than
+    any of its members. Each member's weight change B·A is averaged exactly by concatenating the
+    members' LoRA matrices (peft's `cat` combination: rank = the sum of the ranks), and the heads
+    are averaged. Returns (peft model with the soup as its only adapter, head)."""
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    base = AutoModel.from_pretrained(base_path, local_files_only=True)
+    names = [f"member{i}" for i in range(len(members))]
+    model = PeftModel.from_pretrained(base, str(members[0]), adapter_name=names[0])
+    for name, folder in zip(names[1:], members[1:], strict=True):
+        model.load_adapter(str(folder), adapter_name=name)
+    model.add_weighted_adapter(names, [1.0 / len(members)] * len(members), "default", combination_type="cat")
+    model.set_adapter("default")
+    for name in names:
+        model.delete_adapter(name)
+    heads = [load_file(str(folder / "head.safetensors")) for folder in members]
+    head = torch.nn.Linear(base.config.hidden_size, len(PRECEDENCE))
+    head.load_state_dict({k: sum(h[k] for h in heads) / len(heads) for k in heads[0]})
+    return model.eval(), head.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bot.safety.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, help="write here instead of corpus/models/safety (candidates)")
+    p.add_argument("--epochs", type=int, default=EPOCHS)
+    p.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
+    p.add_argument("--seed", type=int, default=SEED, help="the first member's seed (the others follow it)")
+    p.add_argument(
+        "--members",
+        type=int,
+        default=MEMBERS,
+        help=f"runs averaged into the model, seeds SEED, SEED+1, ... (default {MEMBERS}; 1: one run)",
+    )
+    p.add_argument(
+        "--soup-of",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="average these already trained runs (each a --members 1 output) instead of training",
+    )
+    p.add_argument(
+        "--thresholds-only",
+        action="store_true",
+        help="keep the trained adapter and head; set the thresholds again on val (a policy change)",
+    )
+    args = p.parse_args(argv)
+    if args.thresholds_only:
+        return rethreshold(args.out)
+
+    started = time.perf_counter()
+    settings = Settings.from_env()
+    messages = data.load(settings.index.corpus_dir / "safety", write_missing_splits=True)
+    val = [m for m in messages if m.split == "val"]
+    labels = list(PRECEDENCE)
+    folder = args.out or settings.index.corpus_dir / "models" / "safety"  # the corpus folder's own
+    if args.soup_of:
+        members = list(args.soup_of)
+        seeds = [clf.read_meta(m)["hyperparameters"]["seed"] for m in members]
+        n_train = clf.read_meta(members[0])["trained_on"]["train"]
+    else:
+        seeds = list(range(args.seed, args.seed + max(1, args.members)))
+        members = []
+    with tempfile.TemporaryDirectory(prefix="safety-members-") as tmp:
+        if not args.soup_of:
+            for seed in seeds:
+                model, head, n = train_member(settings, messages, args.epochs, args.learning_rate, seed)
+                n_train = n if seed == seeds[0] else n_train
+                if len(seeds) == 1:
+                    break
+                members.append(Path(tmp) / f"seed{seed}")
+                save_member(model, head, members[-1])
+                _write_meta(members[-1], labels, {}, {}, 0.0, messages, n, len(val), args, [seed])
+        if members:
+            model, head = soup(members, settings.index.model_path)
+        thresholds, recall, rate = thresholds_for(
+            val_probabilities(model, _tokenizer(settings.index.model_path), head, val),
+            np.array([labels.index(m.label) for m in val]),
+        )
+        save_member(model, head, folder)
+    _write_meta(folder, labels, thresholds, recall, rate, messages, n_train, len(val), args, seeds)
+    print(f"wrote {folder} in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _write_meta(folder, labels, thresholds, recall, rate, messages, n_train, n_val, args, seeds) -> None:
     digest = hashlib.sha256(
         "\n".join(f"{m.family}\t{m.label}\t{m.split}\t{m.text}" for m in messages).encode()
     )
     meta = {
         "format": clf.MODEL_FORMAT,
         "labels": labels,
-        **_threshold_meta(thresholds, recall, rate),
+        **(_threshold_meta(thresholds, recall, rate) if thresholds else {}),
         "version": f"data:{digest.hexdigest()[:12]}",
-        "trained_on": {"train": len(train), "val_for_thresholds": len(val), "endings": ENDING_SHARE},
+        "trained_on": {"train": n_train, "val_for_thresholds": n_val, "endings": ENDING_SHARE},
         "hyperparameters": {
             "epochs": args.epochs,
             "batch": BATCH,
             "learning_rate": args.learning_rate,
             "lora": LORA,
-            "seed": args.seed,
+            "seed": seeds[0],
+            "seeds": seeds,
+            "soup": "uniform weight average (peft cat)" if len(seeds) > 1 else "",
         },
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {folder} in {time.perf_counter() - started:.0f} s")
-    return 0
 
 
 if __name__ == "__main__":
