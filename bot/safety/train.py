@@ -6,19 +6,20 @@ machine the same data gives the same adapter. Steps:
 1. load `corpus/safety/messages/*.jsonl`; families new since the last run get a split (whole
    families, stratified by file and label; train and val only, the test split is frozen);
 2. fine-tune a LoRA adapter on the bundled all-MiniLM-L6-v2 and a linear head on the train
-   split (cross-entropy, class-balanced; a share of it also seen with a generic ending), once per
-   seed (`MEMBERS` runs), and average the runs' weights into one model (`soup`): runs that
-   differ only in their seed disagree on borderline messages, and their average is steadier
-   than any one of them at the cost of a single encoder pass;
+   split (cross-entropy, class-balanced; a share of it also seen with a generic ending); with
+   `--members N`, once per seed, and the runs' weights averaged into one model (`soup`: runs
+   that differ only in their seed disagree on borderline messages; their average costs a single
+   encoder pass; tried and not adopted yet, see docs/safety.md);
 3. on the val split, set each category's threshold: self-harm and symptoms keep a recall floor,
    then the emergency categories get the most recall (weighted by `MISS_COST`) whose
    benign-to-emergency rate stays within `MAX_BENIGN_EMERGENCY`; decisions and distress a recall
    target of their own (`--thresholds-only` redoes just this step);
-4. write the adapter, the head and the thresholds to `corpus/models/safety/` (about 8 MB).
+4. write the adapter, the head and the thresholds to `corpus/models/safety/` (about 3 MB; a
+   soup of N runs, N times that).
 
 The test split and the separately written `fresh` set are never read here. About 15 minutes
-per run on 2 CPU cores, so 45 for the default three; `--soup-of` averages runs already trained
-(`--members 1 --seed N --out DIR` each) in a minute.
+per run on 2 CPU cores; `--soup-of` averages runs already trained (`--seed N --out DIR` each)
+in a minute.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from bot.safety.policy import (
 from bot.settings import Settings
 
 SEED = 0
-MEMBERS = 3  # runs (seeds) averaged into one model: see `soup`
+MEMBERS = 1  # runs (seeds) averaged into one model (see `soup`); 3 was tried, docs/safety.md
 THREADS = 2
 EPOCHS = 4
 BATCH = 16
