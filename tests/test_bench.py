@@ -214,6 +214,9 @@ def test_ctrl_c_stops_the_run_and_writes_nothing(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches it
+        # As typed in a terminal: Ctrl-C is not ignored. (A background job of a shell without job
+        # control, such as `(make test &)`, starts with it ignored, and so would the bench.)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         env=os.environ | {"HF_HUB_OFFLINE": "1"},
     )
     try:
