@@ -307,23 +307,20 @@ def main(argv: list[str] | None = None) -> int:
     val = [m for m in messages if m.split == "val"]
     labels = list(PRECEDENCE)
     folder = args.out or settings.index.corpus_dir / "models" / "safety"  # the corpus folder's own
-    if args.soup_of:
-        members = list(args.soup_of)
+    members = list(args.soup_of or [])
+    if members:
         seeds = [clf.read_meta(m)["hyperparameters"]["seed"] for m in members]
         n_train = clf.read_meta(members[0])["trained_on"]["train"]
     else:
         seeds = list(range(args.seed, args.seed + max(1, args.members)))
-        members = []
     with tempfile.TemporaryDirectory(prefix="safety-members-") as tmp:
-        if not args.soup_of:
-            for seed in seeds:
-                model, head, n = train_member(settings, messages, args.epochs, args.learning_rate, seed)
-                n_train = n if seed == seeds[0] else n_train
-                if len(seeds) == 1:
-                    break
+        for seed in [] if args.soup_of else seeds:
+            model, head, n = train_member(settings, messages, args.epochs, args.learning_rate, seed)
+            if seed == seeds[0]:
+                n_train = n
+            if len(seeds) > 1:  # kept on disk until the soup is made
                 members.append(Path(tmp) / f"seed{seed}")
                 save_member(model, head, members[-1])
-                _write_meta(members[-1], labels, {}, {}, 0.0, messages, n, len(val), args, [seed])
         if members:
             model, head = soup(members, settings.index.model_path)
         thresholds, recall, rate = thresholds_for(
@@ -343,7 +340,7 @@ def _write_meta(folder, labels, thresholds, recall, rate, messages, n_train, n_v
     meta = {
         "format": clf.MODEL_FORMAT,
         "labels": labels,
-        **(_threshold_meta(thresholds, recall, rate) if thresholds else {}),
+        **_threshold_meta(thresholds, recall, rate),
         "version": f"data:{digest.hexdigest()[:12]}",
         "trained_on": {"train": n_train, "val_for_thresholds": n_val, "endings": ENDING_SHARE},
         "hyperparameters": {
