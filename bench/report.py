@@ -375,11 +375,12 @@ def where_time_goes(res: dict) -> list[str]:
             "| --- | --- | --- | --- |",
         ]
         what = {
-            "guard": "screens the message and runs the safety classifier (an ONNX encoder pass); the "
-            "question's embedding is computed beside it on the other core (prefetch)",
+            "guard": "screens the message and runs the safety classifier, whose call also gives the question's "
+            "embedding: the embedding graph runs beside the safety graph on the other core (after the trunk "
+            "graph they share, when their adapters leave bottom layers alone)",
             "resolve": "follow-ups made explicit",
-            "analyse": "topic words, spelling, answer type; waits for the prefetched embedding if it is "
-            "not ready",
+            "analyse": "topic words, spelling, answer type; embeds the question only when a word was "
+            "corrected (the guard's call gave the vector of the text as typed)",
             "retrieve": "dense scan + BM25 + stored questions, fused",
             "rank": "features and the learned ranker for every sentence of the retrieved passages",
             "select": "the sentences to quote",
@@ -393,11 +394,10 @@ def where_time_goes(res: dict) -> list[str]:
         if floors:
             one = floors["one"]
             out.append(
-                f"The two model passes alone, one text each on this run: embedding "
-                f"{_f(one['onnx']['p50'], 2)} ms, safety classifier {_f(one['safety_onnx']['p50'], 2)} ms "
-                f"(p50). They run side by side, so the guard costs about the slower of the two plus the "
-                f"hand-over between threads; everything after the models (retrieve to compose) is "
-                f"{_f(sum(p50[n] for n in SEARCH_STAGES), 2)} ms."
+                f"The model calls alone, one text each on this run: the embedding "
+                f"{_f(one['onnx']['p50'], 2)} ms, the classifier's call, which gives the embedding too, "
+                f"{_f(one['safety_onnx']['p50'], 2)} ms (p50). Everything after the models (retrieve to "
+                f"compose) is {_f(sum(p50[n] for n in SEARCH_STAGES), 2)} ms."
             )
             out.append("")
     lv = level(http, "api", 32)
@@ -422,11 +422,11 @@ def where_time_goes(res: dict) -> list[str]:
             )
         if floors:
             b32 = floors["batch32"]
-            per = (b32["onnx"]["p50"] + (b32.get("safety_onnx") or {}).get("p50", 0.0)) / 32
+            per = (b32.get("safety_onnx") or b32["onnx"])["p50"] / 32
             line += (
-                f" In batches of 32 the two models cost {_f(per, 2)} ms of wall time per question "
-                f"(embedding {_f(b32['onnx']['p50'], 1)} ms + classifier "
-                f"{_f((b32.get('safety_onnx') or {}).get('p50'), 1)} ms per 32, both cores)."
+                f" In batches of 32 the classifier's call, which gives the embedding too, costs {_f(per, 2)} ms "
+                f"of wall time per question ({_f((b32.get('safety_onnx') or {}).get('p50'), 1)} ms per 32; "
+                f"the embedding alone {_f(b32['onnx']['p50'], 1)} ms per 32, for corrected questions)."
             )
         out += [line, ""]
     return out
@@ -613,8 +613,8 @@ def render(
             "OpenMP threads spin after each call and would slow anything beside them): sentence-transformers "
             "on torch (how the app ran before) and the ONNX export on onnxruntime (how it runs now: one "
             "thread per call, and the same graph with one thread per core, the fastest one question goes "
-            "alone), with the safety classifier's ONNX pass (the same encoder with its adapter merged, and a "
-            "head) interleaved with them. ONNX and torch vectors agree: cosine ≥ "
+            "alone), with the safety classifier's call interleaved with them (the safety graph with its head "
+            "and, beside it, the embedding graph: both outputs in one call). ONNX and torch vectors agree: cosine ≥ "
             f"{floors['cosine_onnx_torch']['min']:.4f} "
             f"(mean {floors['cosine_onnx_torch']['mean']:.6f}). ONNX process: "
             f"{_load_line((floors.get('machine_load') or {}).get('onnx'))}; torch process: "
@@ -627,7 +627,10 @@ def render(
             ("torch", f"embedding, torch ({floors['torch_threads']} threads)"),
             ("onnx", f"embedding, ONNX ({floors['onnx_threads']} thread per call, as the app runs it)"),
             ("onnx_cores", f"embedding, ONNX ({floors.get('cores')} threads: one per core)"),
-            ("safety_onnx", f"safety classifier, ONNX ({floors['onnx_threads']} thread per call)"),
+            (
+                "safety_onnx",
+                f"safety classifier and embedding, one ONNX call ({floors['onnx_threads']} thread per graph)",
+            ),
         ):
             a, bb = one.get(key) or {}, b32.get(key) or {}
             if not a.get("n"):

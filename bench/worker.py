@@ -77,7 +77,10 @@ def floors(args) -> dict:
         classifier = load_classifier(settings)
         out["threads"] = onnx.encoder.session.get_session_options().intra_op_num_threads
         # The same graph with one thread per core: the fastest a single question goes alone.
-        cores = Encoder(onnx.encoder.path, onnx.encoder.tokenizer_file, threads=os.cpu_count() or 1)
+        trunk = onnx.encoder.trunk.path if onnx.encoder.trunk is not None else None
+        cores = Encoder(
+            onnx.encoder.path, onnx.encoder.tokenizer_file, threads=os.cpu_count() or 1, trunk=trunk
+        )
         out["cores"] = os.cpu_count()
         one = {"onnx": lambda t: embed_query(onnx, t), "onnx_cores": lambda t: cores([t])}
         many = {"onnx": onnx.encode, "onnx_cores": cores}

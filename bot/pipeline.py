@@ -124,6 +124,8 @@ class Companion:
             max_wait_ms=s.models.batch_wait_ms,
         )
         self.classifier = load_classifier(s, progress=progress)
+        if self.classifier is not None:  # its call also gives the message's embedding: kept
+            self.classifier.on_vector = self.embedder.remember
         self.lexicon = Lexicon.from_texts(
             (d.page_content + " " + d.metadata.get("section", "") for d in self.search.docs),
             dictionary=word_pieces(s.index.model_path),
@@ -153,8 +155,13 @@ class Companion:
         """Start embedding what the analyse stage will embed for a question asked without
         history: the screened text with misspellings corrected (`Lexicon.analyze`), which the
         resolve stage leaves as it is when there is no earlier turn. Prefetching the text as
-        typed would miss whenever a word is corrected, and that vector would be computed twice."""
-        self.embedder.prefetch(self.lexicon.analyze(text).corrected)
+        typed would miss whenever a word is corrected, and that vector would be computed twice.
+        Nothing to start when the text needs no correction and the classifier's own call gives
+        its embedding (the two models share their bottom layers)."""
+        corrected = self.lexicon.analyze(text).corrected
+        if corrected == text and self.classifier is not None and self.classifier.gives_vectors:
+            return
+        self.embedder.prefetch(corrected)
 
     def _generate_stage(self, s: Settings) -> Generate | None:
         """The LLM stage, loaded (and its libraries imported) only when an LLM is configured."""

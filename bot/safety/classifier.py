@@ -7,9 +7,12 @@ which word lists could not do. Per-category thresholds were set on the validatio
 favour recall (`train.py`); the adapter and thresholds are versioned and part of the index
 fingerprint. The base weights stay the bundled ones: nothing is downloaded.
 
-At run time the encoder with the adapter merged in and the head are one ONNX graph run by
+At run time the encoder with the adapter merged in and the head are ONNX graphs run by
 onnxruntime (`bot/store/encoders.py`, exported once beside the index); torch is used only to
-train (`train.py`) and to export.
+train (`train.py`) and to export. The bottom layers no adapter changes are one trunk graph
+shared with the embedding model, and the same call also gives the message's embedding, which
+is handed to `on_vector` (the pipeline's embedder keeps it): a question costs one trunk pass
+and the two models' own top layers.
 """
 
 from __future__ import annotations
@@ -62,10 +65,11 @@ class Classifier:
     labels: tuple[str, ...]
     thresholds: dict[str, float]
     version: str
-    encoder: object  # bot.store.encoders.Encoder: the merged encoder and head as one ONNX graph
+    encoder: object  # bot.store.encoders.Encoder: probabilities, then (when given) the embedding
     max_batch: int = 32
     max_wait_ms: float = 2.0
     cache_size: int = 1024  # recent messages whose probabilities are remembered (0: none)
+    on_vector: object = None  # on_vector(text, vector): the message's embedding, when the encoder gives it
 
     def __post_init__(self) -> None:
         from bot.store.batcher import MicroBatcher
@@ -75,13 +79,22 @@ class Classifier:
         # Messages that arrive together are classified in one call.
         self.batcher = MicroBatcher(self.encoder, self.max_batch, self.max_wait_ms)
 
+    @property
+    def gives_vectors(self) -> bool:
+        """Whether classifying a message also gives its embedding (to `on_vector`)."""
+        return int(getattr(self.encoder, "width", 0)) > len(self.labels)
+
     def probabilities(self, text: str) -> np.ndarray:
         with self._lock:
             hit = self._cache.get(text)
             if hit is not None:
                 self._cache.move_to_end(text)
                 return hit
-        probs = np.asarray(self.batcher(text), dtype=np.float64)
+        row = self.batcher(text)
+        n = len(self.labels)
+        if len(row) > n and self.on_vector is not None:
+            self.on_vector(text, np.asarray(row[n:], dtype=np.float32))
+        probs = np.asarray(row[:n], dtype=np.float64)
         if self.cache_size > 0:
             with self._lock:
                 self._cache[text] = probs
@@ -109,13 +122,11 @@ def read_meta(folder: Path) -> dict:
 
 def load(folder: Path, settings: Settings, progress: bool = False) -> Classifier:
     """The classifier from its ONNX export (made once from the adapter, head and bundled weights)."""
-    from bot.store.encoders import Encoder, ensure_export, safety_spec
+    from bot.store.encoders import load_safety_encoder
 
     meta = read_meta(folder)
-    spec = safety_spec(settings, folder)
-    path = ensure_export(settings, spec, progress=progress)
     m = settings.models
-    encoder = Encoder(path, Path(spec.model_path) / "tokenizer.json", threads=m.threads)
+    encoder = load_safety_encoder(settings, folder, progress=progress)
     return Classifier(
         tuple(meta["labels"]),
         {k: float(v) for k, v in meta["thresholds"].items()},

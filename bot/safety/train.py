@@ -5,7 +5,8 @@ machine the same data gives the same adapter. Steps:
 
 1. load `corpus/safety/messages/*.jsonl`; families new since the last run get a split (whole
    families, stratified by file and label; train and val only, the test split is frozen);
-2. fine-tune a LoRA adapter on the bundled all-MiniLM-L6-v2 and a linear head on the train
+2. fine-tune a LoRA adapter on the bundled all-MiniLM-L6-v2 (`--top-layers N`: its top layers
+   only, the rest then shared with the embedding model at run time) and a linear head on the train
    split (cross-entropy, class-balanced; a share of it also seen with a generic ending); with
    `--members N`, once per seed, and the runs' weights averaged into one model (`soup`: runs
    that differ only in their seed disagree on borderline messages; their average costs a single
@@ -49,6 +50,7 @@ from bot.safety.policy import (
     SYMPTOMS,
 )
 from bot.settings import Settings
+from bot.store.encoders import adapted_layers
 
 SEED = 0
 MEMBERS = 1  # runs (seeds) averaged into one model (see `soup`); 3 was tried, docs/safety.md
@@ -57,6 +59,10 @@ EPOCHS = 4
 BATCH = 16
 LEARNING_RATE = 3e-4  # chosen on val against 3 epochs at 5e-4 (2026-11-30)
 LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": ["query", "key", "value", "dense"]}
+# Layers the adapter trains, counted from the top (None: all). Fewer leave the bottom ones shared
+# with the embedding model (`encoders.shared_layers`); the top 3 at rank 32 were tried, see
+# docs/safety.md.
+TOP_LAYERS = None
 MAX_BENIGN_EMERGENCY = 0.03  # on val: benign messages answered as an emergency, at most
 # What a missed message of each emergency category weighs against the others: a missed crisis
 # first, then the urgent medical ones. Within the benign budget the thresholds maximise recall
@@ -191,7 +197,12 @@ def _threshold_meta(thresholds: dict[str, float], recall: dict[str, float], rate
 
 
 def train_member(
-    settings: Settings, messages: list[data.Message], epochs: int, learning_rate: float, seed: int
+    settings: Settings,
+    messages: list[data.Message],
+    epochs: int,
+    learning_rate: float,
+    seed: int,
+    lora: dict | None = None,
 ):
     """One fine-tuning run: (peft model, head), trained on the train split with this seed."""
     import torch
@@ -205,7 +216,10 @@ def train_member(
     y = np.array([labels.index(m.label) for m in train])
     base_path = settings.index.model_path
     tokenizer = _tokenizer(base_path)
-    model = get_peft_model(AutoModel.from_pretrained(base_path, local_files_only=True), LoraConfig(**LORA))
+    model = get_peft_model(
+        AutoModel.from_pretrained(base_path, local_files_only=True),
+        LoraConfig(**(lora or lora_config(base_path, TOP_LAYERS, LORA["r"]))),
+    )
     head = torch.nn.Linear(model.config.hidden_size, len(labels))
     params = [q for q in model.parameters() if q.requires_grad] + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
@@ -230,6 +244,11 @@ def train_member(
             file=sys.stderr,
         )
     return model.eval(), head.eval(), len(train)
+
+
+def lora_config(base_path: str, top_layers: int | None, rank: int) -> dict:
+    """`LORA` at this rank (alpha twice the rank), on the top `top_layers` layers (None: all)."""
+    return LORA | {"r": rank, "lora_alpha": 2 * rank} | adapted_layers(base_path, top_layers)
 
 
 def _tokenizer(base_path: str):
@@ -279,6 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     p.add_argument("--seed", type=int, default=SEED, help="the first member's seed (the others follow it)")
+    p.add_argument("--rank", type=int, default=LORA["r"], help=f"LoRA rank (default {LORA['r']})")
+    p.add_argument(
+        "--top-layers",
+        type=int,
+        default=TOP_LAYERS,
+        help="train only this many top layers; the rest stay shared with the embedding model (default: all)",
+    )
     p.add_argument(
         "--members",
         type=int,
@@ -308,14 +334,23 @@ def main(argv: list[str] | None = None) -> int:
     labels = list(PRECEDENCE)
     folder = args.out or settings.index.corpus_dir / "models" / "safety"  # the corpus folder's own
     members = list(args.soup_of or [])
+    lora = lora_config(settings.index.model_path, args.top_layers, args.rank)
     if members:
         seeds = [clf.read_meta(m)["hyperparameters"]["seed"] for m in members]
+        lora = clf.read_meta(members[0])["hyperparameters"]["lora"]
         n_train = clf.read_meta(members[0])["trained_on"]["train"]
     else:
         seeds = list(range(args.seed, args.seed + max(1, args.members)))
     with tempfile.TemporaryDirectory(prefix="safety-members-") as tmp:
         for seed in [] if args.soup_of else seeds:
-            model, head, n = train_member(settings, messages, args.epochs, args.learning_rate, seed)
+            model, head, n = train_member(
+                settings,
+                messages,
+                args.epochs,
+                args.learning_rate,
+                seed,
+                lora,
+            )
             if seed == seeds[0]:
                 n_train = n
             if len(seeds) > 1:  # kept on disk until the soup is made
@@ -328,12 +363,14 @@ def main(argv: list[str] | None = None) -> int:
             np.array([labels.index(m.label) for m in val]),
         )
         save_member(model, head, folder)
-    _write_meta(folder, labels, thresholds, recall, rate, messages, n_train, len(val), args, seeds)
+    _write_meta(folder, labels, thresholds, recall, rate, messages, n_train, len(val), args, seeds, lora)
     print(f"wrote {folder} in {time.perf_counter() - started:.0f} s")
     return 0
 
 
-def _write_meta(folder, labels, thresholds, recall, rate, messages, n_train, n_val, args, seeds) -> None:
+def _write_meta(
+    folder, labels, thresholds, recall, rate, messages, n_train, n_val, args, seeds, lora
+) -> None:
     digest = hashlib.sha256(
         "\n".join(f"{m.family}\t{m.label}\t{m.split}\t{m.text}" for m in messages).encode()
     )
@@ -347,7 +384,7 @@ def _write_meta(folder, labels, thresholds, recall, rate, messages, n_train, n_v
             "epochs": args.epochs,
             "batch": BATCH,
             "learning_rate": args.learning_rate,
-            "lora": LORA,
+            "lora": lora,
             "seed": seeds[0],
             "seeds": seeds,
             "soup": "uniform weight average (peft cat)" if len(seeds) > 1 else "",

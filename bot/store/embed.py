@@ -18,7 +18,7 @@ import numpy as np
 
 from bot.settings import Settings
 from bot.store.batcher import MicroBatcher
-from bot.store.encoders import Encoder, embed_spec, ensure_export, settings_key
+from bot.store.encoders import Encoder, load_embed_encoder
 
 DIM = 384
 
@@ -46,10 +46,8 @@ class OnnxEmbeddings:
 
 def load_embeddings(settings: Settings, progress: bool = False) -> OnnxEmbeddings:
     """The embedding model's ONNX export (made on first use from the local weights)."""
-    spec = embed_spec(settings)
-    path = ensure_export(settings, spec, progress=progress)
-    encoder = Encoder(path, Path(spec.model_path) / "tokenizer.json", threads=settings.models.threads)
-    return OnnxEmbeddings(encoder, settings_key(settings, spec))
+    encoder, key = load_embed_encoder(settings, progress=progress)
+    return OnnxEmbeddings(encoder, key)
 
 
 def model_id(settings: Settings) -> str:
@@ -78,9 +76,10 @@ class Embedder:
     """One vector per text, batched with whoever asks at the same time; recent texts remembered.
 
     `prefetch` starts a text's embedding on a helper thread and returns at once; a later `embed`
-    of the same text waits for that result instead of computing it again. The guard stage
-    prefetches the question while the safety classifier reads it, so on an idle machine the two
-    encoders run side by side on the two cores; under load it does nothing (see `prefetch`).
+    of the same text waits for that result instead of computing it again. The safety classifier's
+    call gives the embedding of the message as typed (`remember`); when analyse will embed another
+    text (a misspelling corrected), the guard prefetches that one while the classifier reads the
+    message, on the other core; under load it does nothing (see `prefetch`).
     `cache_size` recent vectors are remembered (0: none; a prefetch is still handed over).
     """
 
@@ -118,7 +117,7 @@ class Embedder:
         if hit is not None:
             return hit
         vec = self.batcher(text)
-        self._remember(text, vec)
+        self.remember(text, vec)
         return vec
 
     def prefetch(self, text: str) -> None:
@@ -140,12 +139,14 @@ class Embedder:
             except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for it
                 future.set_exception(exc)
                 return
-            self._remember(text, vec)
+            self.remember(text, vec)
             future.set_result(vec)
 
         self._helper.submit(run)
 
-    def _remember(self, text: str, vec: np.ndarray) -> None:
+    def remember(self, text: str, vec: np.ndarray) -> None:
+        """Keep a text's vector (also one computed elsewhere: the safety classifier's call gives
+        the message's embedding beside its probabilities)."""
         if not self._size:
             return
         with self._lock:

@@ -1,14 +1,22 @@
-"""The two encoders as ONNX graphs run by onnxruntime: no torch on the answer path.
+"""The encoders as ONNX graphs run by onnxruntime: no torch on the answer path.
 
-    embed   the bundled all-MiniLM-L6-v2: one unit vector per text (queries and the index)
-    safety  a copy of it with the safety LoRA adapter merged in, plus its head: probabilities
+    trunk   the bundled all-MiniLM-L6-v2's bottom layers that neither adapter changes (when
+            there are any): computed once per question for both models
+    embed   the embedding model's own top layers (the corpus's adapter merged in): one unit
+            vector per text (queries and the index)
+    safety  the safety classifier's own top layers (its adapter merged in) and head:
+            probabilities
 
-Each is exported once from the local weights (`export.py`, the only place torch is used) into
-`PCL_INDEX_DIR/models/<name>-<key>.onnx`. The key hashes everything the graph is made from: the
-export code, the model's files, the adapter and head (for `safety`), the token limit and the
-precision. A changed input is a new key, hence a new export, and the embed key is part of the
-index fingerprint (`index.fingerprint`), so vectors and the graph that made them never mix.
-Tokenising uses the model's own `tokenizer.json` through the `tokenizers` library.
+Adapters trained on the top layers only (`--top-layers N` of both training commands) leave the
+bottom ones as bundled; how many bottom layers the two share is read from the adapters themselves
+(`shared_layers`), so adapters that change every layer (the ones in use) work as well, with only
+the embeddings shared. Each graph is exported once from the local weights (`export.py`,
+the only place torch is used) into `PCL_INDEX_DIR/models/<name>[-top]-<key>.onnx`. The key hashes
+everything the graph is made from: the export code, the model's files, the adapter and head (for
+`safety`), the layers, the token limit and the precision. A changed input is a new key, hence a
+new export, and the key of the whole embedding graph is part of the index fingerprint
+(`index.fingerprint`), so vectors and the model that made them never mix. Tokenising uses the
+model's own `tokenizer.json` through the `tokenizers` library.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import shutil
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +50,17 @@ _EXPORT_CODE = Path(__file__).with_name("export.py")
 
 @dataclass(frozen=True)
 class ExportSpec:
-    name: str  # embed | safety
+    name: str  # trunk | embed | safety
     model_path: str  # the bundled sentence-transformers folder
     adapter_dir: Path | None = None  # a LoRA adapter merged in (safety: also its head and meta)
     int8: bool = False
+    start: int = 0  # the first layer: 0 reads token ids, else the trunk's hidden states
+    stop: int | None = None  # a trunk's end (its hidden states out); None: to the last layer
+
+    @property
+    def label(self) -> str:
+        """The file name's stem before the key: a top graph is not its whole graph's stale copy."""
+        return f"{self.name}-top" if self.start else self.name
 
     def sources(self) -> list[Path]:
         folder = Path(self.model_path)
@@ -94,6 +110,7 @@ def export_key(spec: ExportSpec, cache_dir: Path | None = None) -> str:
     before = dict(saved) if saved is not None else None
     h = hashlib.sha256()
     h.update(f"format={EXPORT_FORMAT};name={spec.name};int8={spec.int8};max={MAX_TOKENS};".encode())
+    h.update(f"layers={spec.start}:{spec.stop};".encode())
     h.update(_digest(_EXPORT_CODE))
     for path in spec.sources():
         h.update(path.name.encode() + b"\0" + _digest(path, saved))
@@ -127,21 +144,69 @@ def models_dir(settings: Settings) -> Path:
     return Path(settings.index.index_dir) / "models"
 
 
-def embed_spec(settings: Settings) -> ExportSpec:
+def _embed_adapter(settings: Settings) -> Path | None:
+    adapter = settings.index.trained("embedding") if settings.models.embed_adapter else None
+    if adapter is not None and not (adapter / "adapter_config.json").exists():
+        adapter = None  # no adapter trained for this corpus: the bundled model as it is
+    return adapter
+
+
+def embed_spec(settings: Settings, start: int = 0) -> ExportSpec:
+    """The embedding graph from layer `start` (0: the whole model; its key is the one the index
+    fingerprint holds, since a trunk and a top give the same vectors)."""
     path = settings.index.model_path
     if not Path(path, "tokenizer.json").exists() or not Path(path, "config.json").exists():
         raise ConfigError(
             f"No sentence-transformers model at {path} (config.json and tokenizer.json are needed). "
             "Unset PCL_EMBED_MODEL to use the bundled model, or point it at a local model folder."
         )
-    adapter = settings.index.trained("embedding") if settings.models.embed_adapter else None
-    if adapter is not None and not (adapter / "adapter_config.json").exists():
-        adapter = None  # no adapter trained for this corpus: the bundled model as it is
-    return ExportSpec("embed", path, adapter, settings.models.embed_int8)
+    return ExportSpec("embed", path, _embed_adapter(settings), settings.models.embed_int8, start)
 
 
-def safety_spec(settings: Settings, adapter_dir: Path) -> ExportSpec:
-    return ExportSpec("safety", settings.index.model_path, adapter_dir, settings.models.safety_int8)
+def safety_spec(settings: Settings, adapter_dir: Path, start: int = 0) -> ExportSpec:
+    return ExportSpec("safety", settings.index.model_path, adapter_dir, settings.models.safety_int8, start)
+
+
+def adapted_layers(model_path: str, top: int | None) -> dict:
+    """The LoRA settings that keep an adapter to the model's `top` layers (None: every layer).
+    Two adapters that both leave the bottom layers alone share them at run time."""
+    config = json.loads(Path(model_path, "config.json").read_text(encoding="utf-8"))
+    n = int(config["num_hidden_layers"])
+    if top is None or top >= n:
+        return {}
+    return {"layers_to_transform": list(range(n - max(1, top), n)), "layers_pattern": "layer"}
+
+
+def first_adapted_layer(adapter_dir: Path | None) -> int | None:
+    """The lowest layer a LoRA adapter changes (0 when it names none: every layer); None without
+    an adapter."""
+    if adapter_dir is None or not (adapter_dir / "adapter_config.json").exists():
+        return None
+    config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    layers = config.get("layers_to_transform")
+    if layers is None:
+        return 0
+    return min(layers) if isinstance(layers, list) else int(layers)
+
+
+def shared_layers(settings: Settings, safety_adapter: Path | None) -> int:
+    """How many bottom layers the two encoders share: those neither adapter changes. Both then
+    run one trunk graph (the bundled weights) for a question, and only their adapted top layers
+    apart. 0 (nothing shared) without any adapter, or when one encoder is int8 and the other not."""
+    if settings.models.embed_int8 != settings.models.safety_int8:
+        return 0
+    firsts = [
+        f
+        for f in (first_adapted_layer(_embed_adapter(settings)), first_adapted_layer(safety_adapter))
+        if f is not None
+    ]
+    return min(firsts) if firsts else 0
+
+
+def trunk_spec(settings: Settings, layers: int) -> ExportSpec | None:
+    if layers <= 0:
+        return None
+    return ExportSpec("trunk", settings.index.model_path, None, settings.models.embed_int8, 0, layers)
 
 
 def settings_key(settings: Settings, spec: ExportSpec) -> str:
@@ -149,7 +214,7 @@ def settings_key(settings: Settings, spec: ExportSpec) -> str:
 
 
 def export_path(settings: Settings, spec: ExportSpec) -> Path:
-    return models_dir(settings) / f"{spec.name}-{settings_key(settings, spec)}.onnx"
+    return models_dir(settings) / f"{spec.label}-{settings_key(settings, spec)}.onnx"
 
 
 def ensure_export(settings: Settings, spec: ExportSpec, progress: bool = False) -> Path:
@@ -179,7 +244,15 @@ def ensure_export(settings: Settings, spec: ExportSpec, progress: bool = False) 
         try:
             from bot.store.export import export
 
-            export(spec.name, spec.model_path, spec.adapter_dir, tmp, int8=spec.int8)
+            export(
+                spec.name,
+                spec.model_path,
+                spec.adapter_dir,
+                tmp,
+                int8=spec.int8,
+                start=spec.start,
+                stop=spec.stop,
+            )
             os.replace(tmp, path)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -190,6 +263,7 @@ def ensure_export(settings: Settings, spec: ExportSpec, progress: bool = False) 
                     "name": spec.name,
                     "key": settings_key(settings, spec),
                     "int8": spec.int8,
+                    "layers": [spec.start, spec.stop],
                     "model": spec.model_path,
                     "adapter": str(spec.adapter_dir or ""),
                     "seconds": round(time.perf_counter() - started, 2),
@@ -198,7 +272,7 @@ def ensure_export(settings: Settings, spec: ExportSpec, progress: bool = False) 
             ),
             encoding="utf-8",
         )
-        for old in folder.glob(f"{spec.name}-*.onnx"):  # earlier exports of this graph: stale now
+        for old in folder.glob(f"{spec.label}-{'?' * 16}.onnx"):  # earlier exports of this graph: stale now
             if old != path:
                 with contextlib.suppress(OSError):
                     old.unlink()
@@ -302,29 +376,15 @@ def _extract_tables(path: Path, listing: Path) -> dict:
     return meta
 
 
-class Encoder:
-    """One ONNX graph and its tokenizer: texts in, one row of floats per text out."""
+class Graph:
+    """One exported graph in an onnxruntime session; large lookup tables memory-mapped."""
 
-    def __init__(self, path: Path, tokenizer_file: Path, threads: int = 0) -> None:
+    def __init__(self, path: Path, threads: int) -> None:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         self.path = path
-        self.tokenizer_file = tokenizer_file
-        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
-        self.tokenizer.no_padding()  # tokenizer.json pads to 128; pad per batch instead
-        self.tokenizer.enable_truncation(MAX_TOKENS)
         options = ort.SessionOptions()
-        # One thread per model call unless told otherwise: answering runs the two encoders side
-        # by side (the classifier, and the question's embedding prefetched beside it), and people
-        # asking at once fill the other core, so a call spread over both cores only made them wait
-        # for each other (a whole answer took 15 ms with two threads per call, 9.5 ms with one, on
-        # 2 cores). Many texts at once (an index build) are split into runs that go through the
-        # model side by side instead, one per core (`__call__`).
-        intra = threads if threads > 0 else 1
-        self.parallel_runs = max(1, (os.cpu_count() or 1) // intra)
-        self._pool = None
-        options.intra_op_num_threads = intra
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         # A shared or busy machine: threads that spin while waiting for work take cores from the
         # rest of the process (and from the other encoder); they sleep instead.
@@ -346,8 +406,67 @@ class Encoder:
             self._tables[name] = ort.OrtValue.ortvalue_from_numpy(table)
             options.add_initializer(name, self._tables[name])
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
         self.output = self.session.get_outputs()[0].name
         self.width = int(self.session.get_outputs()[0].shape[-1])
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run([self.output], {k: feeds[k] for k in self.inputs})[0]
+
+
+_graphs: weakref.WeakValueDictionary[tuple[str, int], Graph] = weakref.WeakValueDictionary()
+_graphs_lock = threading.Lock()
+
+
+def load_graph(path: Path, threads: int) -> Graph:
+    """One session per graph file and thread count while any encoder uses it: the trunk both
+    encoders share is loaded once (the file name holds its key, so the same name is the same
+    graph), and freed with the last encoder that reads it."""
+    key = (str(Path(path).resolve()), threads)
+    with _graphs_lock:
+        graph = _graphs.get(key)
+        if graph is None:
+            graph = _graphs[key] = Graph(Path(path), threads)
+        return graph
+
+
+class Encoder:
+    """Texts in, one row of floats per text out: the tokenizer, then the graph (after the shared
+    trunk graph when there is one, which reads the token ids and hands its hidden states on).
+
+    `also`: further top graphs on the same trunk, whose outputs follow the graph's in each row:
+    the safety classifier's call also gives the question's embedding, for the price of the
+    embedding's own top layers only. For one text, those run beside the graph on another core."""
+
+    def __init__(
+        self, path: Path, tokenizer_file: Path, threads: int = 0, trunk: Path | None = None, also: tuple = ()
+    ) -> None:
+        from tokenizers import Tokenizer
+
+        self.path = path
+        self.tokenizer_file = tokenizer_file
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.tokenizer.no_padding()  # tokenizer.json pads to 128; pad per batch instead
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        # One thread per model call unless told otherwise: answering runs the two encoders side
+        # by side (the classifier, and the question's embedding prefetched beside it), and people
+        # asking at once fill the other core, so a call spread over both cores only made them wait
+        # for each other (a whole answer took 15 ms with two threads per call, 9.5 ms with one, on
+        # 2 cores). Many texts at once (an index build) are split into runs that go through the
+        # model side by side instead, one per core (`__call__`).
+        intra = threads if threads > 0 else 1
+        self.parallel_runs = max(1, (os.cpu_count() or 1) // intra)
+        self._pool = None
+        self.graph = load_graph(path, intra)
+        self.session = self.graph.session
+        self.trunk = load_graph(trunk, intra) if trunk is not None else None
+        self.also = [load_graph(p, intra) for p in also]
+        self.width = self.graph.width + sum(g.width for g in self.also)
+        self._side = None
+        if self.also and self.parallel_runs > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._side = ThreadPoolExecutor(len(self.also), thread_name_prefix="onnx-side")
 
     def _run(self, encodings) -> np.ndarray:
         n = max(len(e.ids) for e in encodings)
@@ -356,7 +475,15 @@ class Encoder:
         for i, e in enumerate(encodings):
             ids[i, : len(e.ids)] = e.ids
             mask[i, : len(e.ids)] = 1
-        return self.session.run([self.output], {"input_ids": ids, "attention_mask": mask})[0]
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if self.trunk is not None:
+            feeds = {"hidden": self.trunk.run(feeds), "attention_mask": mask}
+        if not self.also:
+            return self.graph.run(feeds)
+        if self._side is not None and len(encodings) == 1:  # one person waiting: both cores
+            side = [self._side.submit(g.run, feeds) for g in self.also]
+            return np.concatenate([self.graph.run(feeds)] + [f.result() for f in side], axis=1)
+        return np.concatenate([self.graph.run(feeds)] + [g.run(feeds) for g in self.also], axis=1)
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -402,3 +529,36 @@ class Encoder:
             runs.append(order[start:end])
             start = end
         return runs
+
+
+def _tokenizer_file(spec: ExportSpec) -> Path:
+    return Path(spec.model_path) / "tokenizer.json"
+
+
+def load_embed_encoder(settings: Settings, progress: bool = False) -> tuple[Encoder, str]:
+    """The embedding encoder (the shared trunk, then the embedding's own layers), and the key
+    of the whole embedding graph, which the index fingerprint holds: trunk and top give the
+    same vectors as the whole graph, so how the layers are split never rebuilds an index."""
+    layers = shared_layers(settings, settings.index.trained("safety"))
+    spec, trunk = embed_spec(settings, layers), trunk_spec(settings, layers)
+    encoder = Encoder(
+        ensure_export(settings, spec, progress=progress),
+        _tokenizer_file(spec),
+        threads=settings.models.threads,
+        trunk=ensure_export(settings, trunk, progress=progress) if trunk else None,
+    )
+    return encoder, settings_key(settings, embed_spec(settings))
+
+
+def load_safety_encoder(settings: Settings, adapter_dir: Path, progress: bool = False) -> Encoder:
+    """The classifier's encoder: the shared trunk, the safety layers and head, and beside them
+    the embedding's own layers, so each row is the probabilities followed by the embedding."""
+    layers = shared_layers(settings, adapter_dir)
+    spec, trunk = safety_spec(settings, adapter_dir, layers), trunk_spec(settings, layers)
+    return Encoder(
+        ensure_export(settings, spec, progress=progress),
+        _tokenizer_file(spec),
+        threads=settings.models.threads,
+        trunk=ensure_export(settings, trunk, progress=progress) if trunk else None,
+        also=(ensure_export(settings, embed_spec(settings, layers), progress=progress),),
+    )

@@ -4,7 +4,9 @@ The bundled all-MiniLM-L6-v2 was trained on general web text: it puts "did they 
 it" far from "adverse events" and "who can join" far from "inclusion criteria". The corpus
 already holds the bridge, as reviewed data: the questions written per source sentence
 (`corpus/questions/*.yaml`) and the question templates applied to every trial record's sections.
-A LoRA adapter is fine-tuned on those (question, answering text) pairs with in-batch negatives
+A LoRA adapter (`--top-layers N`: on the model's top layers only, the rest then shared with the
+safety classifier at run time) is fine-tuned on those (question, answering text) pairs with
+in-batch negatives
 (the MultipleNegativesRankingLoss of sentence-transformers: each question should be closer to
 its own answer than to the other answers of its batch; a batch never holds two questions with the
 same answer). No eval case, and no safety message, is read here.
@@ -32,6 +34,7 @@ from bot.ingest.load import load_corpus
 from bot.ingest.questions import load_questions, sentences_by_section
 from bot.safety.classifier import pooled
 from bot.settings import Settings
+from bot.store.encoders import adapted_layers
 
 SEED = 0
 THREADS = 2
@@ -41,6 +44,7 @@ LEARNING_RATE = 3e-4
 SCALE = 20.0  # sentence-transformers' MultipleNegativesRankingLoss default (cosine * 20)
 MAX_TOKENS = 128
 LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": ["query", "key", "value", "dense"]}
+TOP_LAYERS = None  # layers trained, from the top (None: all); see the safety training's TOP_LAYERS
 FOLDER = "embedding"
 
 
@@ -81,7 +85,12 @@ def batches(data: list[tuple[str, str]], seed: int) -> list[list[int]]:
     return out + [b for b, _ in open_ if len(b) > 1]
 
 
-def train(settings: Settings, data: list[tuple[str, str]]):
+def lora_config(model_path: str, top_layers: int | None, rank: int) -> dict:
+    """`LORA` at this rank (alpha twice the rank), on the top `top_layers` layers (None: all)."""
+    return LORA | {"r": rank, "lora_alpha": 2 * rank} | adapted_layers(model_path, top_layers)
+
+
+def train(settings: Settings, data: list[tuple[str, str]], lora: dict | None = None):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModel, AutoTokenizer
@@ -90,7 +99,8 @@ def train(settings: Settings, data: list[tuple[str, str]]):
     torch.set_num_threads(THREADS)
     path = settings.index.model_path
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = get_peft_model(AutoModel.from_pretrained(path, local_files_only=True), LoraConfig(**LORA))
+    lora = lora or lora_config(path, TOP_LAYERS, LORA["r"])
+    model = get_peft_model(AutoModel.from_pretrained(path, local_files_only=True), LoraConfig(**lora))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LEARNING_RATE)
     started = time.perf_counter()
     for epoch in range(EPOCHS):
@@ -143,10 +153,18 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bot.store.train_embedding", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--holdout", action="store_true", help="measure on held-out answers; write nothing")
+    p.add_argument("--rank", type=int, default=LORA["r"], help=f"LoRA rank (default {LORA['r']})")
+    p.add_argument(
+        "--top-layers",
+        type=int,
+        default=TOP_LAYERS,
+        help="train only this many top layers; the rest stay shared with the safety classifier (default: all)",
+    )
     args = p.parse_args(argv)
     from transformers import AutoModel, AutoTokenizer
 
     settings = Settings.from_env()
+    lora = lora_config(settings.index.model_path, args.top_layers, args.rank)
     data = pairs(settings)
     answers = sorted({a for _, a in data})
     print(f"{len(data)} (question, answer) pairs over {len(answers)} answers", file=sys.stderr)
@@ -158,10 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         base = AutoModel.from_pretrained(path, local_files_only=True).eval()
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         print("bundled:", retrieval(base, tokenizer, held, answers))
-        model, tokenizer = train(settings, fit)
+        model, tokenizer = train(settings, fit, lora)
         print("adapted:", retrieval(model, tokenizer, held, answers))
         return 0
-    model, _ = train(settings, data)
+    model, _ = train(settings, data, lora)
     folder = Path(settings.index.corpus_dir) / "models" / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(folder))
@@ -174,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch": BATCH,
             "learning_rate": LEARNING_RATE,
             "scale": SCALE,
-            "lora": LORA,
+            "lora": lora,
             "seed": SEED,
         },
     }

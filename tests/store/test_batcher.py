@@ -106,17 +106,24 @@ def test_real_embeddings_batched_equal_one_by_one(companion) -> None:
         assert np.allclose(out[t], alone[i], atol=1e-5)
 
 
-def test_the_guard_prefetch_hands_its_vector_to_analyse(companion) -> None:
+def test_the_classifier_call_gives_the_question_embedding(companion) -> None:
+    """Classifying a message also gives its embedding (the two models share a trunk graph): a
+    question that needs no spelling fix makes no embedding call of its own, and the vector kept
+    is the embedding model's."""
+    question = "What does NKG2A do in CT0596?"
+    assert companion.classifier.gives_vectors
     companion.forget()
     before = companion.embedder.batcher.calls
-    reply = companion.ask("What does NKG2A do in CT0596?")
+    reply = companion.ask(question)
     assert reply.kind == "answer"
-    # the question is embedded once: prefetched while the guard classified it, reused by analyse
-    assert companion.embedder.batcher.calls - before == 1
+    assert companion.embedder.batcher.calls == before
+    kept = companion.embedder.embed(question)
+    assert float(kept @ companion.embeddings.encode([question])[0]) > 0.99999
 
 
 def test_a_corrected_question_is_still_embedded_once(companion) -> None:
-    """The guard prefetches the text analyse embeds: the question with its misspellings fixed."""
+    """The guard prefetches the text analyse embeds when it is not the text as typed: the
+    question with its misspellings fixed."""
     companion.forget()
     before = companion.embedder.batcher.calls
     reply = companion.ask("wat is plasma sell leukemia")

@@ -156,23 +156,28 @@ def test_exports_live_beside_the_index(settings, name) -> None:
 
 
 def test_the_word_embedding_table_is_one_memory_mapped_file(companion, monkeypatch) -> None:
-    """Both encoders read their 45 MB word-embedding table from the same mapped .npy (only the
-    rows read are resident), and give exactly what the graph with its own copy gives."""
+    """The graphs that read token ids (the shared trunk, or each whole encoder) read their 45 MB
+    word-embedding table from one mapped .npy (only the rows read are resident), and give
+    exactly what the graph with its own copy gives."""
     from bot.store import encoders
 
-    embed, safety = companion.embeddings.encoder, companion.classifier.encoder
-    assert embed._tables and safety._tables
-    maps = [encoders.mapped_tables(e.path) for e in (embed, safety)]
+    readers = [e.trunk or e.graph for e in (companion.embeddings.encoder, companion.classifier.encoder)]
+    assert all(g._tables for g in readers)
+    maps = [encoders.mapped_tables(g.path) for g in readers]
     assert all(isinstance(t, np.memmap) for m in maps for t in m.values())
     assert {id(t) for t in maps[0].values()} == {id(t) for t in maps[1].values()}  # one mapping
-    listing = json.loads(embed.path.with_name(f"{embed.path.stem}.tables.json").read_text(encoding="utf-8"))
+    listing = json.loads(
+        readers[0].path.with_name(f"{readers[0].path.stem}.tables.json").read_text(encoding="utf-8")
+    )
     assert list(listing["tables"]) == ["bert.embeddings.word_embeddings.weight"]
 
+    ids = np.array([[101, 2054, 2003, 102, 0], [101, 2054, 2003, 1037, 102]], dtype=np.int64)
+    feeds = {"input_ids": ids, "attention_mask": (ids > 0).astype(np.int64)}
     monkeypatch.setattr(encoders, "mapped_tables", lambda path: {})
-    for mapped in (embed, safety):
-        own = encoders.Encoder(mapped.path, Path(mapped.tokenizer_file))
+    for mapped in readers:
+        own = encoders.Graph(mapped.path, 1)
         assert not own._tables
-        assert np.array_equal(own(TEXTS), mapped(TEXTS))
+        assert np.array_equal(own.run(feeds), mapped.run(feeds))
 
 
 def test_questions_batched_together_are_split_by_length(companion) -> None:
@@ -205,3 +210,49 @@ def test_one_thread_per_call_and_many_texts_side_by_side(companion) -> None:
     together = companion.embeddings.encode(texts)
     alone = np.vstack([companion.embeddings.encode([t]) for t in texts])
     assert np.allclose(together, alone, atol=1e-5)
+
+
+def _adapter(settings, folder: Path, layers: list[int] | None) -> Path:
+    """A small LoRA adapter with non-zero weights on `layers` (None: every layer)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModel
+
+    config = LoraConfig(r=2, target_modules=["query", "value"], init_lora_weights=False)
+    if layers is not None:
+        config = LoraConfig(
+            r=2,
+            target_modules=["query", "value"],
+            init_lora_weights=False,
+            layers_to_transform=layers,
+            layers_pattern="layer",
+        )
+    base = AutoModel.from_pretrained(settings.index.model_path, local_files_only=True)
+    get_peft_model(base, config).save_pretrained(str(folder))
+    return folder
+
+
+def test_a_trunk_and_a_top_give_what_the_whole_graph_gives(settings, tmp_path) -> None:
+    """The two encoders share the layers no adapter changes: a trunk graph (the bundled weights'
+    first layers) and a top graph (the adapted rest) together give the whole graph's vectors."""
+    from bot.store.encoders import Encoder, ExportSpec, first_adapted_layer, shared_layers
+
+    local = settings.with_overrides(index_dir=tmp_path / "index")
+    adapter = _adapter(settings, tmp_path / "top", [4, 5])
+    assert first_adapted_layer(adapter) == 4
+    model = settings.index.model_path
+    tokenizer = Path(model) / "tokenizer.json"
+    whole = Encoder(ensure_export(local, ExportSpec("embed", model, adapter)), tokenizer)
+    trunk = ensure_export(local, ExportSpec("trunk", model, None, stop=4))
+    top = ensure_export(local, ExportSpec("embed", model, adapter, start=4))
+    split = Encoder(top, tokenizer, trunk=trunk)
+    assert np.abs(whole(TEXTS) - split(TEXTS)).max() < 1e-5
+    # An adapter that changes a layer below where its graph starts is refused, not exported.
+    everywhere = _adapter(settings, tmp_path / "all", None)
+    assert first_adapted_layer(everywhere) == 0
+    with pytest.raises(ValueError, match="changes layer 0"):
+        ensure_export(local, ExportSpec("embed", model, everywhere, start=4))
+    # What the two encoders share: below the lowest layer either adapter changes.
+    assert shared_layers(local.with_overrides(models_embed_adapter=False), adapter) == 4
+    assert shared_layers(local.with_overrides(models_embed_adapter=False), everywhere) == 0
+    assert shared_layers(local.with_overrides(models_embed_adapter=False), None) == 0
+
