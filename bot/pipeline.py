@@ -125,7 +125,7 @@ class Companion:
         )
         self.classifier = load_classifier(s, progress=progress)
         if self.classifier is not None:  # its call also gives the message's embedding: kept
-            self.classifier.on_vector = self.embedder.remember
+            self.classifier.on_vector = self.embedder.hand_over
         self.lexicon = Lexicon.from_texts(
             (d.page_content + " " + d.metadata.get("section", "") for d in self.search.docs),
             dictionary=word_pieces(s.index.model_path),

@@ -77,7 +77,7 @@ class Embedder:
 
     `prefetch` starts a text's embedding on a helper thread and returns at once; a later `embed`
     of the same text waits for that result instead of computing it again. The safety classifier's
-    call gives the embedding of the message as typed (`remember`); when analyse will embed another
+    call gives the embedding of the message as typed (`hand_over`); when analyse will embed another
     text (a misspelling corrected), the guard prefetches that one while the classifier reads the
     message, on the other core; under load it does nothing (see `prefetch`).
     `cache_size` recent vectors are remembered (0: none; a prefetch is still handed over).
@@ -144,9 +144,19 @@ class Embedder:
 
         self._helper.submit(run)
 
+    def hand_over(self, text: str, vec: np.ndarray) -> None:
+        """A text's vector computed elsewhere (the safety classifier's call gives the message's
+        embedding beside its probabilities): the next `embed` of the text takes it, even with no
+        cache, and the cache keeps it."""
+        future: Future = Future()
+        future.set_result(vec)
+        with self._lock:
+            self._pending[text] = future
+            while len(self._pending) > self._PENDING_MAX:
+                self._pending.popitem(last=False)
+        self.remember(text, vec)
+
     def remember(self, text: str, vec: np.ndarray) -> None:
-        """Keep a text's vector (also one computed elsewhere: the safety classifier's call gives
-        the message's embedding beside its probabilities)."""
         if not self._size:
             return
         with self._lock:

@@ -436,7 +436,7 @@ class Encoder:
 
     `also`: further top graphs on the same trunk, whose outputs follow the graph's in each row:
     the safety classifier's call also gives the question's embedding, for the price of the
-    embedding's own top layers only. For one text, those run beside the graph on another core."""
+    embedding's own top layers only. They run beside the graph, on another core."""
 
     def __init__(
         self, path: Path, tokenizer_file: Path, threads: int = 0, trunk: Path | None = None, also: tuple = ()
@@ -480,7 +480,7 @@ class Encoder:
             feeds = {"hidden": self.trunk.run(feeds), "attention_mask": mask}
         if not self.also:
             return self.graph.run(feeds)
-        if self._side is not None and len(encodings) == 1:  # one person waiting: both cores
+        if self._side is not None:  # the graphs side by side, one per core (a batch too)
             side = [self._side.submit(g.run, feeds) for g in self.also]
             return np.concatenate([self.graph.run(feeds)] + [f.result() for f in side], axis=1)
         return np.concatenate([self.graph.run(feeds)] + [g.run(feeds) for g in self.also], axis=1)

@@ -255,4 +255,3 @@ def test_a_trunk_and_a_top_give_what_the_whole_graph_gives(settings, tmp_path) -
     assert shared_layers(local.with_overrides(models_embed_adapter=False), adapter) == 4
     assert shared_layers(local.with_overrides(models_embed_adapter=False), everywhere) == 0
     assert shared_layers(local.with_overrides(models_embed_adapter=False), None) == 0
-
