@@ -50,7 +50,7 @@ from bot.safety.policy import (
     SYMPTOMS,
 )
 from bot.settings import Settings
-from bot.store.encoders import adapted_layers
+from bot.store.adapters import add_arguments, lora_config
 
 SEED = 0
 MEMBERS = 1  # runs (seeds) averaged into one model (see `soup`); 3 was tried, docs/safety.md
@@ -58,11 +58,6 @@ THREADS = 2
 EPOCHS = 4
 BATCH = 16
 LEARNING_RATE = 3e-4  # chosen on val against 3 epochs at 5e-4 (2026-11-30)
-LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": ["query", "key", "value", "dense"]}
-# Layers the adapter trains, counted from the top (None: all). Fewer leave the bottom ones shared
-# with the embedding model (`encoders.shared_layers`); the top 3 at rank 32 were tried, see
-# docs/safety.md.
-TOP_LAYERS = None
 MAX_BENIGN_EMERGENCY = 0.03  # on val: benign messages answered as an emergency, at most
 # What a missed message of each emergency category weighs against the others: a missed crisis
 # first, then the urgent medical ones. Within the benign budget the thresholds maximise recall
@@ -218,7 +213,7 @@ def train_member(
     tokenizer = _tokenizer(base_path)
     model = get_peft_model(
         AutoModel.from_pretrained(base_path, local_files_only=True),
-        LoraConfig(**(lora or lora_config(base_path, TOP_LAYERS, LORA["r"]))),
+        LoraConfig(**(lora or lora_config(base_path))),
     )
     head = torch.nn.Linear(model.config.hidden_size, len(labels))
     params = [q for q in model.parameters() if q.requires_grad] + list(head.parameters())
@@ -244,11 +239,6 @@ def train_member(
             file=sys.stderr,
         )
     return model.eval(), head.eval(), len(train)
-
-
-def lora_config(base_path: str, top_layers: int | None, rank: int) -> dict:
-    """`LORA` at this rank (alpha twice the rank), on the top `top_layers` layers (None: all)."""
-    return LORA | {"r": rank, "lora_alpha": 2 * rank} | adapted_layers(base_path, top_layers)
 
 
 def _tokenizer(base_path: str):
@@ -298,13 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     p.add_argument("--seed", type=int, default=SEED, help="the first member's seed (the others follow it)")
-    p.add_argument("--rank", type=int, default=LORA["r"], help=f"LoRA rank (default {LORA['r']})")
-    p.add_argument(
-        "--top-layers",
-        type=int,
-        default=TOP_LAYERS,
-        help="train only this many top layers; the rest stay shared with the embedding model (default: all)",
-    )
+    add_arguments(p, "embedding model")
     p.add_argument(
         "--members",
         type=int,

@@ -167,16 +167,6 @@ def safety_spec(settings: Settings, adapter_dir: Path, start: int = 0) -> Export
     return ExportSpec("safety", settings.index.model_path, adapter_dir, settings.models.safety_int8, start)
 
 
-def adapted_layers(model_path: str, top: int | None) -> dict:
-    """The LoRA settings that keep an adapter to the model's `top` layers (None: every layer).
-    Two adapters that both leave the bottom layers alone share them at run time."""
-    config = json.loads(Path(model_path, "config.json").read_text(encoding="utf-8"))
-    n = int(config["num_hidden_layers"])
-    if top is None or top >= n:
-        return {}
-    return {"layers_to_transform": list(range(n - max(1, top), n)), "layers_pattern": "layer"}
-
-
 def first_adapted_layer(adapter_dir: Path | None) -> int | None:
     """The lowest layer a LoRA adapter changes (0 when it names none: every layer); None without
     an adapter."""

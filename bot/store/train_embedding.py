@@ -34,7 +34,7 @@ from bot.ingest.load import load_corpus
 from bot.ingest.questions import load_questions, sentences_by_section
 from bot.safety.classifier import pooled
 from bot.settings import Settings
-from bot.store.encoders import adapted_layers
+from bot.store.adapters import add_arguments, lora_config
 
 SEED = 0
 THREADS = 2
@@ -43,8 +43,6 @@ BATCH = 32
 LEARNING_RATE = 3e-4
 SCALE = 20.0  # sentence-transformers' MultipleNegativesRankingLoss default (cosine * 20)
 MAX_TOKENS = 128
-LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": ["query", "key", "value", "dense"]}
-TOP_LAYERS = None  # layers trained, from the top (None: all); see the safety training's TOP_LAYERS
 FOLDER = "embedding"
 
 
@@ -85,11 +83,6 @@ def batches(data: list[tuple[str, str]], seed: int) -> list[list[int]]:
     return out + [b for b, _ in open_ if len(b) > 1]
 
 
-def lora_config(model_path: str, top_layers: int | None, rank: int) -> dict:
-    """`LORA` at this rank (alpha twice the rank), on the top `top_layers` layers (None: all)."""
-    return LORA | {"r": rank, "lora_alpha": 2 * rank} | adapted_layers(model_path, top_layers)
-
-
 def train(settings: Settings, data: list[tuple[str, str]], lora: dict | None = None):
     import torch
     from peft import LoraConfig, get_peft_model
@@ -99,7 +92,7 @@ def train(settings: Settings, data: list[tuple[str, str]], lora: dict | None = N
     torch.set_num_threads(THREADS)
     path = settings.index.model_path
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    lora = lora or lora_config(path, TOP_LAYERS, LORA["r"])
+    lora = lora or lora_config(path)
     model = get_peft_model(AutoModel.from_pretrained(path, local_files_only=True), LoraConfig(**lora))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LEARNING_RATE)
     started = time.perf_counter()
@@ -153,13 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bot.store.train_embedding", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--holdout", action="store_true", help="measure on held-out answers; write nothing")
-    p.add_argument("--rank", type=int, default=LORA["r"], help=f"LoRA rank (default {LORA['r']})")
-    p.add_argument(
-        "--top-layers",
-        type=int,
-        default=TOP_LAYERS,
-        help="train only this many top layers; the rest stay shared with the safety classifier (default: all)",
-    )
+    add_arguments(p, "safety classifier")
     args = p.parse_args(argv)
     from transformers import AutoModel, AutoTokenizer
 

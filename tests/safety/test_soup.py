@@ -15,12 +15,13 @@ from transformers import AutoModel
 from bot.safety import classifier as clf
 from bot.safety import train
 from bot.safety.policy import PRECEDENCE
+from bot.store.adapters import lora_config
 
 
 def _member(base_path: str, seed: int, folder):
     torch.manual_seed(seed)
     model = get_peft_model(
-        AutoModel.from_pretrained(base_path, local_files_only=True), LoraConfig(**train.LORA)
+        AutoModel.from_pretrained(base_path, local_files_only=True), LoraConfig(**lora_config(base_path))
     )
     with torch.no_grad():
         for name, p in model.named_parameters():
