@@ -156,8 +156,8 @@ class Companion:
         history: the screened text with misspellings corrected (`Lexicon.analyze`), which the
         resolve stage leaves as it is when there is no earlier turn. Prefetching the text as
         typed would miss whenever a word is corrected, and that vector would be computed twice.
-        Nothing to start when the text needs no correction and the classifier's own call gives
-        its embedding (the two models share their bottom layers)."""
+        Nothing to start when the text needs no correction: the classifier's own call gives its
+        embedding."""
         corrected = self.lexicon.analyze(text).corrected
         if corrected == text and self.classifier is not None and self.classifier.gives_vectors:
             return

@@ -9,10 +9,10 @@ fingerprint. The base weights stay the bundled ones: nothing is downloaded.
 
 At run time the encoder with the adapter merged in and the head are ONNX graphs run by
 onnxruntime (`bot/store/encoders.py`, exported once beside the index); torch is used only to
-train (`train.py`) and to export. The bottom layers no adapter changes are one trunk graph
-shared with the embedding model, and the same call also gives the message's embedding, which
-is handed to `on_vector` (the pipeline's embedder keeps it): a question costs one trunk pass
-and the two models' own top layers.
+train (`train.py`) and to export. The same call also gives the message's embedding (the
+embedding graph runs beside the classifier's), handed to `on_vector` so the pipeline does not
+embed the question again; bottom layers that neither adapter changes, if any, run once for both
+as a shared trunk graph.
 """
 
 from __future__ import annotations

@@ -438,8 +438,8 @@ class Encoder:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.no_padding()  # tokenizer.json pads to 128; pad per batch instead
         self.tokenizer.enable_truncation(MAX_TOKENS)
-        # One thread per model call unless told otherwise: answering runs the two encoders side
-        # by side (the classifier, and the question's embedding prefetched beside it), and people
+        # One thread per model call unless told otherwise: answering runs two graphs side by side
+        # (the classifier's, and the embedding's beside it in the same call), and people
         # asking at once fill the other core, so a call spread over both cores only made them wait
         # for each other (a whole answer took 15 ms with two threads per call, 9.5 ms with one, on
         # 2 cores). Many texts at once (an index build) are split into runs that go through the
