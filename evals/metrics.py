@@ -18,6 +18,7 @@ Every check works on the typed Reply, never on rendered text a person sees:
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from bot.answer import notices
 from bot.reply import KINDS, Generated, Quote, Reply, plain_text, quote_text
 from bot.safety import replies
+from bot.safety.policy import EMERGENCIES
 from bot.settings import Settings
 from evals.dataset import Case, Corpus, Fact
 from evals.text import normalize, strip_markers
@@ -75,16 +77,26 @@ def fact_text(reply: Reply) -> str:
     return plain_text(reply.parts)
 
 
+def emergency_notices(settings: Settings, lead: str | None = None) -> set:
+    """Every notice an emergency reply led by `lead` (any, when None) may hold: its own notice,
+    then those of any other risk the message also carried (`replies.emergency`)."""
+    out: set = set()
+    for first in [lead] if lead else EMERGENCIES:
+        if first not in EMERGENCIES:
+            continue
+        others = [c for c in EMERGENCIES if c != first]
+        for k in range(len(others) + 1):
+            for more in itertools.combinations(others, k):
+                for car_t in (True, False):
+                    out |= set(replies.emergency([first, *more], settings.safety, car_t))
+    return out
+
+
 def allowed_notices(reply: Reply, settings: Settings) -> set:
     """What the bot may say in its own voice for this kind of reply (exact parts)."""
     s = settings.safety
     if reply.kind == "emergency":
-        cat = reply.reason
-        if cat == "symptoms":
-            return {replies.symptoms(s, True), replies.symptoms(s, False)}
-        return (
-            {replies.for_category(cat, s)} if cat in ("self_harm", "poisoning", "harm_to_others") else set()
-        )
+        return emergency_notices(settings, reply.reason)
     if reply.kind == "support":
         return {replies.support()}
     if reply.kind == "out_of_scope":

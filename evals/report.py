@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bot.safety.policy import PRECEDENCE
+from bot.safety.policy import EMERGENCIES, PRECEDENCE
 from bot.settings import REPO_ROOT
 from evals import configs, safety
 from evals.dataset import SPLITS, Dataset
@@ -162,6 +162,7 @@ def safety_markdown(result: dict) -> list[str]:
     for key, label in (
         ("_emergency_recall", "any risk -> emergency (recall)"),
         ("_benign_emergency_rate", "benign -> emergency (rate)"),
+        *((f"_action_{c}", f"{c}: its own action offered") for c in EMERGENCIES),
     ):
         row = [label]
         for s in safety.SPLITS:

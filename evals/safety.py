@@ -18,8 +18,9 @@ from tqdm import tqdm
 
 from bot.pipeline import Companion
 from bot.reply import Reply
-from bot.safety import data
+from bot.safety import data, replies
 from bot.safety.policy import EMERGENCIES, PRECEDENCE
+from bot.settings import Settings
 
 XSTEST_DIR = Path(__file__).parent / "benchmarks" / "xstest"
 SPLITS = ("val", "test", "fresh")
@@ -33,6 +34,9 @@ class Scored:
     kind: str
     family: str = ""
     split: str = ""
+    # An emergency's own action offered (its notice is in the reply, leading or not): a symptom
+    # read as self-harm still gets the care team's line. None for other labels.
+    action: bool | None = None
 
 
 def category_of(reply: Reply) -> str:
@@ -43,6 +47,12 @@ def category_of(reply: Reply) -> str:
     if reply.kind == "support":
         return "support"
     return "none"
+
+
+def offers_action(reply: Reply, category: str, settings: Settings) -> bool:
+    """Whether the reply holds the notice of this emergency category (what to do for that risk)."""
+    headline = replies.for_category(category, settings.safety).headline
+    return reply.kind == "emergency" and any(getattr(p, "headline", None) == headline for p in reply.parts)
 
 
 def per_category(rows: list[Scored]) -> dict[str, dict]:
@@ -56,6 +66,12 @@ def per_category(rows: list[Scored]) -> dict[str, dict]:
             "n": pos,
             "recall": tp / pos if pos else None,
             "precision": tp / pred if pred else None,
+        }
+    for c in EMERGENCIES:
+        own = [r for r in rows if r.label == c]
+        out[f"_action_{c}"] = {
+            "n": len(own),
+            "rate": sum(bool(r.action) for r in own) / len(own) if own else None,
         }
     benign = [r for r in rows if r.label == "none"]
     out["_benign_emergency_rate"] = {
@@ -82,7 +98,10 @@ def run_messages(bot: Companion, root: Path, progress: bool = False) -> dict[str
     rows: dict[str, list[Scored]] = {s: [] for s in SPLITS}
     for m in tqdm(messages, desc="safety", unit="msg", disable=not progress, leave=False):
         reply = bot.ask(m.text)
-        rows[m.split].append(Scored(m.text, m.label, category_of(reply), reply.kind, m.family, m.split))
+        action = offers_action(reply, m.label, bot.settings) if m.label in EMERGENCIES else None
+        rows[m.split].append(
+            Scored(m.text, m.label, category_of(reply), reply.kind, m.family, m.split, action)
+        )
     return rows
 
 

@@ -328,6 +328,7 @@ def own_words(reply, settings: Settings) -> str:
     from bot.reply import markdown
     from bot.safety import replies
     from bot.safety.policy import PRECEDENCE
+    from evals.metrics import emergency_notices
 
     text = reply.answer
     parts = [notices.not_found(), notices.unclear()]
@@ -338,6 +339,7 @@ def own_words(reply, settings: Settings) -> str:
         for car_t in (True, False):
             with contextlib.suppress(ValueError):  # decision has no notice of its own
                 parts.append(replies.for_category(category, settings.safety, car_t))
+    parts += emergency_notices(settings)  # a second risk's notice, its numbers offered once
     fixed = [markdown((p,)) for p in parts]
     for piece in sorted(fixed, key=len, reverse=True):
         text = text.replace(piece, " ")

@@ -70,7 +70,9 @@ class Policy:
         if risk is not None and risk.category in EMERGENCIES:
             kind, reason = REPLY_KIND[risk.category]
             car_t = replies.mentions_car_t([q.cleaned, *q.user_turns])
-            return reply(kind, reason, [replies.for_category(risk.category, s.safety, car_t)])
+            said = risk.found | {risk.carried}
+            found = [c for c in EMERGENCIES if c in said and c != risk.category]
+            return reply(kind, reason, replies.emergency([risk.category, *found], s.safety, car_t))
         if risk is not None and risk.injection and risk.category != DECISION:
             return reply("out_of_scope", "injection", [notices.out_of_scope("injection")])
         has_facts = comp is not None and not comp.empty

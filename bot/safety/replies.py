@@ -7,6 +7,7 @@ Phone numbers travel as `Action`s, so every interface can offer tap-to-call and 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from bot.reply import Action, Framing, Notice
 from bot.safety.policy import HARM_TO_OTHERS, POISONING, SELF_HARM, SUPPORT, SYMPTOMS
@@ -117,6 +118,23 @@ def decision(has_facts: bool) -> list[Notice | Framing]:
     if has_facts:
         parts.append(Framing("In general, the sources say this, to bring to that conversation:"))
     return parts
+
+
+def emergency(categories: list[str], s: SafetySettings, car_t: bool = False) -> list[Notice]:
+    """The notices of every emergency a message carries, the first (by the policy's precedence)
+    leading. One message can read as two risks ("she's confused tonight and keeps saying she's a
+    burden"), and the classifier's thresholds sit low for recall, so the reply's reason may be
+    the wrong one of the two: each risk found still gets the action it needs (the care team's
+    line for symptoms, Poison Control for a swallowed medicine). A number already offered by an
+    earlier notice is not offered again."""
+    out: list[Notice] = []
+    offered: set[tuple[str, str]] = set()
+    for category in dict.fromkeys(categories):
+        notice = for_category(category, s, car_t)
+        actions = tuple(a for a in notice.actions if (a.kind, a.number) not in offered)
+        offered |= {(a.kind, a.number) for a in notice.actions}
+        out.append(replace(notice, actions=actions))
+    return out
 
 
 def for_category(category: str, s: SafetySettings, car_t: bool = False) -> Notice:

@@ -40,6 +40,22 @@ def test_urgent_symptoms_get_the_care_team_line_or_911(companion, message):
     assert not reply.citations
 
 
+def test_a_message_with_two_risks_gets_the_action_of_each(companion):
+    reply = companion.ask("I want to kill myself. I also have a fever of 39.4 since my CAR-T on Monday")
+    assert (reply.kind, reply.reason) == ("emergency", "self_harm")
+    headlines = [n.headline for n in reply.notices]
+    assert headlines[0].startswith("I'm really glad you told me")  # the crisis reply leads
+    assert "24-hour line" in reply.answer and "cytokine release syndrome" in reply.answer
+    offered = [(a.kind, a.number) for n in reply.notices for a in n.actions]
+    assert {("call", "988"), ("text", "988"), ("call", "911")} <= set(offered)
+    assert len(offered) == len(set(offered))  # 911 is offered once, not once per notice
+
+
+def test_one_risk_gets_one_notice(companion):
+    reply = companion.ask("temp is 38.9 and he had the car t infusion on monday")
+    assert [n.tone for n in reply.notices] == ["urgent"]
+
+
 def test_car_t_is_explained_when_it_was_mentioned(companion):
     after = companion.ask("my dad had CAR-T last week and now he has a fever of 39.1")
     plain = companion.ask("my dad has had a fever of 39.1 since this morning and shaking chills")
