@@ -30,6 +30,7 @@ TARGETS = {  # issue 14
     "http_rps": 100.0,  # answers per second at 32 clients on the JSON API
     "cold_s": 4.0,  # process start to first answer (CLI) and to ready (app)
     "rss_mb": 500.0,  # the app's peak RSS while answering
+    "safety_layer_ms": 3.0,  # issue 9: what the learned safety layer adds to a warm answer, p50
 }
 LEVELS = (1, 8, 32, 64)
 STAGES = ("guard", "resolve", "analyse", "retrieve", "rank", "select", "compose")  # top-level, in order
@@ -288,6 +289,19 @@ def targets(res: dict) -> list[tuple[str, str, str, str]]:
                 f"questions reaching retrieval, caches emptied before each; {_load_line(api.get('machine_load'))}",
             )
         )
+        layer = api.get("safety_layer_ms") or {}
+        if layer.get("n"):
+            u = r["unguarded_ms"]["p50"]
+            rows.append(
+                (
+                    f"The learned safety layer adds ≤ {TARGETS['safety_layer_ms']:g} ms at p50",
+                    f"**{_f(layer['p50'], 2)} ms** (paired per question; p95 {_f(layer['p95'], 2)} ms); "
+                    f"answer p50 {_f(ours, 2)} ms with it, {_f(u, 2)} ms without",
+                    _verdict(layer["p50"] <= TARGETS["safety_layer_ms"]),
+                    f"{layer['questions']} questions reaching retrieval with the same reply kind either "
+                    "way; without it the plain patterns still run and the embedding is computed alone",
+                )
+            )
     http = res.get("http") if _ok(res.get("http")) else {}
     top = level(http, "api", 32)
     if top:

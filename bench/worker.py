@@ -128,6 +128,9 @@ def api(args) -> dict:
     companion = Companion(settings, progress=False)
     startup_ms = _ms(t)
     memory_engine = proc_status()
+    # The same engine without the learned safety layer (the plain patterns still run): what the
+    # layer adds to an answer is the paired difference (issue 9: at most 3 ms at p50).
+    unguarded = Companion(settings.with_overrides(safety_classifier=False), progress=False)
     baseline = Chroma(
         client=companion.index.store.client,
         collection_name=settings.index.collection,
@@ -142,25 +145,31 @@ def api(args) -> dict:
     def ours(q):
         return companion.ask(q.text, q.history)
 
+    def bare(q):
+        return unguarded.ask(q.text, q.history)
+
     def base(q):
         docs = baseline.invoke(q.text)
         assert len(docs) == 4 or not q.text.strip()
 
     for q in questions:  # warm-up: first calls pay one-off costs (allocators, lazy imports)
-        ours(q), floor(q), base(q)
+        ours(q), floor(q), base(q), bare(q)
 
-    names = ("floor", "ours", "baseline")
+    names = ("floor", "ours", "baseline", "unguarded")
     rows = {q.id: {n: [] for n in names} | {"reply_ms": [], "stages": []} for q in questions}
     kinds = {}
+    same: dict[str, bool] = {}  # the same reply kind with and without the learned safety layer
     for r in range(args.rounds):
         for i, q in enumerate(questions):
             # Rotate the order so no variant always runs first (cache, CPU frequency, neighbours).
-            order = [("floor", floor), ("ours", ours), ("baseline", base)]
+            order = [("floor", floor), ("ours", ours), ("baseline", base), ("unguarded", bare)]
             k = (i + r) % len(order)
             order = order[k:] + order[:k]
             for name, fn in order:
                 if name == "ours":
                     companion.forget()  # time the models, not the caches
+                if name == "unguarded":
+                    unguarded.forget()
                 t = time.perf_counter()
                 out = fn(q)
                 rows[q.id][name].append(_ms(t))
@@ -168,6 +177,8 @@ def api(args) -> dict:
                     rows[q.id]["reply_ms"].append(round(out.latency_ms, 3))
                     rows[q.id]["stages"].append({k: round(v, 3) for k, v in out.timings_ms.items()})
                     kinds[q.id] = (out.kind, "retrieve" in out.timings_ms)
+                if name == "unguarded":
+                    same[q.id] = kinds.get(q.id, ("", False))[0] == out.kind
 
     per_question = []
     for q in questions:
@@ -182,6 +193,8 @@ def api(args) -> dict:
                 "ours_ms": row["ours"],
                 "floor_ms": row["floor"],
                 "baseline_ms": row["baseline"],
+                "unguarded_ms": row["unguarded"],
+                "same_kind_unguarded": same.get(q.id, False),
                 "reply_latency_ms": row["reply_ms"],
                 "stages_ms": row["stages"],
             }
@@ -214,9 +227,22 @@ def api(args) -> dict:
         ]
         return {"p50": round(float(np.median(ratios)), 3), "p95": round(float(np.percentile(ratios, 95)), 3)}
 
+    def safety_layer():
+        """Per question reaching retrieval with the same reply kind either way, and per round:
+        the answer's time minus the same answer's without the learned safety layer."""
+        diffs = [
+            o - u
+            for p in per_question
+            if p["retrieved"] and p["same_kind_unguarded"]
+            for o, u in zip(p["ours_ms"], p["unguarded_ms"], strict=True)
+        ]
+        return summary(diffs) | {
+            "questions": sum(p["retrieved"] and p["same_kind_unguarded"] for p in per_question)
+        }
+
     any_question = lambda p: True  # noqa: E731
     retrieval = lambda p: p["retrieved"]  # noqa: E731
-    keys = ("ours_ms", "floor_ms", "baseline_ms")
+    keys = ("ours_ms", "floor_ms", "baseline_ms", "unguarded_ms")
     return {
         "questions": source,
         "asked": len(questions),
@@ -232,6 +258,7 @@ def api(args) -> dict:
         "stages_retrieval": stage_stats(retrieval),
         "paired_ratio_to_floor": paired("floor_ms"),
         "paired_ratio_to_baseline": paired("baseline_ms"),
+        "safety_layer_ms": safety_layer(),
         "prefetched": companion.embedder.prefetched,
         "memory_engine_mb": memory_engine,
         "memory_mb": proc_status(),

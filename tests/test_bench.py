@@ -46,6 +46,7 @@ def sample_results(**changes) -> dict:
         "ours_ms": _summary(5.5, 7.0),
         "floor_ms": _summary(4.0, 5.0),
         "baseline_ms": _summary(6.0, 8.0),
+        "unguarded_ms": _summary(4.5, 6.0),
     }
     res = {
         "started": "2026-11-30T13:00:00Z",
@@ -88,6 +89,7 @@ def sample_results(**changes) -> dict:
             "stages_retrieval": stages,
             "paired_ratio_to_floor": {"p50": 1.4, "p95": 1.8},
             "paired_ratio_to_baseline": {"p50": 0.9, "p95": 1.1},
+            "safety_layer_ms": _summary(1.0, 2.0) | {"questions": 100},
             "memory_engine_mb": {"VmRSS": 300.0},
             "memory_mb": {"VmHWM": 320.0},
             "machine_load": load,
@@ -162,7 +164,8 @@ def test_the_report_has_before_after_targets_and_where_the_time_goes():
     ):
         assert before in text
     targets = text.split("## Targets")[1].split("##")[0]
-    assert targets.count("**met**") == 5 and "**missed**" not in targets
+    assert targets.count("**met**") == 6 and "**missed**" not in targets
+    assert "The learned safety layer adds ≤ 3 ms at p50 | **1.00 ms**" in targets
     assert "| guard | 0.50 |" in text
 
 
@@ -173,6 +176,13 @@ def test_a_missed_target_and_failed_requests_are_reported():
     row = next(line for line in text.splitlines() if line.startswith("| JSON API at 32 clients"))
     assert "**missed**" in row and "failed 3" in row
     assert "**3 failed**" in text
+
+
+def test_a_safety_layer_over_its_budget_is_a_missed_target():
+    res = sample_results()
+    res["api"]["safety_layer_ms"] = _summary(3.5, 6.0) | {"questions": 100}
+    row = next(line for line in report.render(res).splitlines() if "learned safety layer adds" in line)
+    assert "**missed**" in row and "**3.50 ms**" in row
 
 
 def test_a_failed_phase_is_named_and_the_rest_is_still_reported():
