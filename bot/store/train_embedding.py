@@ -49,6 +49,11 @@ FOLDER = "embedding"
 def pairs(settings: Settings) -> list[tuple[str, str]]:
     """(question, the text that answers it) for every stored question the corpus still answers:
     the written answer sentences, or a templated trial question's section (its passages joined)."""
+    return [(q, a) for q, a, _ in _answered(settings)]
+
+
+def _answered(settings: Settings) -> list[tuple[str, str, frozenset[str]]]:
+    """`pairs`, each with the source sentences its answer is made of."""
     docs = load_corpus(settings.index.corpus_dir)
     chunks = chunk_documents(docs, settings.index.chunk_tokens, settings.index.chunk_overlap_tokens)
     sections = {key: [text for _, _, text in rows] for key, rows in sentences_by_section(chunks).items()}
@@ -57,9 +62,9 @@ def pairs(settings: Settings) -> list[tuple[str, str]]:
         units = sections.get((q.source_id, q.section), [])
         wanted = [a.strip() for a in q.answers]
         if wanted and all(a in units for a in wanted):
-            out.append((q.question, " ".join(wanted)))
+            out.append((q.question, " ".join(wanted), frozenset(wanted)))
         elif not wanted and units:
-            out.append((q.question, f"{q.section}: " + " ".join(dict.fromkeys(units))))
+            out.append((q.question, f"{q.section}: " + " ".join(dict.fromkeys(units)), frozenset(units)))
     return out
 
 
@@ -83,7 +88,33 @@ def batches(data: list[tuple[str, str]], seed: int) -> list[list[int]]:
     return out + [b for b, _ in open_ if len(b) > 1]
 
 
-def train(settings: Settings, data: list[tuple[str, str]], lora: dict | None = None):
+def hard_negatives(
+    model, tokenizer, data: list[tuple[str, str]], sentences: dict[str, frozenset[str]]
+) -> list[str | None]:
+    """Per pair, the answer closest to its question (by `model`) that shares no sentence with its
+    own answer: a near miss to learn from, since in-batch answers are mostly about other things.
+    An answer that overlaps the right one (the same sentence in a longer answer) would be a
+    false negative, so it is never picked."""
+    answers = sorted({a for _, a in data})
+    sims = _vectors(model, tokenizer, [q for q, _ in data]) @ _vectors(model, tokenizer, answers).T
+    out: list[str | None] = []
+    for row, (_, own) in zip(sims, data, strict=True):
+        pick = None
+        for j in np.argsort(-row):
+            other = answers[j]
+            if other != own and not (sentences.get(other, frozenset()) & sentences.get(own, frozenset())):
+                pick = other
+                break
+        out.append(pick)
+    return out
+
+
+def train(
+    settings: Settings,
+    data: list[tuple[str, str]],
+    lora: dict | None = None,
+    negatives: list[str | None] | None = None,
+):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModel, AutoTokenizer
@@ -102,10 +133,19 @@ def train(settings: Settings, data: list[tuple[str, str]], lora: dict | None = N
             q = pooled(model, tokenizer, [data[i][0] for i in idx], MAX_TOKENS)
             a = pooled(model, tokenizer, [data[i][1] for i in idx], MAX_TOKENS)
             scores = SCALE * q @ a.T
+            columns = scores
+            if negatives is not None:
+                # Each question also meets its near miss (MultipleNegativesRankingLoss with
+                # triplets): the batch's near misses join its answers as extra columns.
+                extra = sorted({negatives[i] for i in idx if negatives[i]} - {data[i][1] for i in idx})
+                if extra:
+                    columns = torch.cat(
+                        [scores, SCALE * q @ pooled(model, tokenizer, extra, MAX_TOKENS).T], 1
+                    )
             target = torch.arange(len(idx))
             # Both directions: the question finds its answer, the answer its question.
             loss = (
-                torch.nn.functional.cross_entropy(scores, target)
+                torch.nn.functional.cross_entropy(columns, target)
                 + torch.nn.functional.cross_entropy(scores.T, target)
             ) / 2
             opt.zero_grad()
@@ -147,12 +187,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--holdout", action="store_true", help="measure on held-out answers; write nothing")
     add_arguments(p, "safety classifier")
+    p.add_argument(
+        "--hard-negatives",
+        action="store_true",
+        help="also train each question against its closest wrong answer (by the bundled model)",
+    )
     args = p.parse_args(argv)
     from transformers import AutoModel, AutoTokenizer
 
     settings = Settings.from_env()
     lora = lora_config(settings.index.model_path, args.top_layers, args.rank)
-    data = pairs(settings)
+    answered = _answered(settings)
+    data = [(q, a) for q, a, _ in answered]
+    sentences = {a: units for _, a, units in answered}
     answers = sorted({a for _, a in data})
     print(f"{len(data)} (question, answer) pairs over {len(answers)} answers", file=sys.stderr)
     if args.holdout:
@@ -163,10 +210,18 @@ def main(argv: list[str] | None = None) -> int:
         base = AutoModel.from_pretrained(path, local_files_only=True).eval()
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         print("bundled:", retrieval(base, tokenizer, held, answers))
-        model, tokenizer = train(settings, fit, lora)
+        negatives = hard_negatives(base, tokenizer, fit, sentences) if args.hard_negatives else None
+        model, tokenizer = train(settings, fit, lora, negatives)
         print("adapted:", retrieval(model, tokenizer, held, answers))
         return 0
-    model, _ = train(settings, data, lora)
+    negatives = None
+    if args.hard_negatives:
+        path = settings.index.model_path
+        base = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        negatives = hard_negatives(
+            base, AutoTokenizer.from_pretrained(path, local_files_only=True), data, sentences
+        )
+    model, _ = train(settings, data, lora, negatives)
     folder = Path(settings.index.corpus_dir) / "models" / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(folder))
@@ -181,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             "scale": SCALE,
             "lora": lora,
             "seed": SEED,
+            "hard_negatives": bool(args.hard_negatives),
         },
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

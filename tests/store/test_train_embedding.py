@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bot.store.train_embedding import FOLDER, batches, pairs
+from bot.store.train_embedding import FOLDER, _answered, batches, hard_negatives, pairs
 
 
 def test_every_stored_question_the_corpus_answers_is_a_training_pair(settings) -> None:
@@ -27,3 +27,24 @@ def test_a_batch_never_holds_two_questions_with_the_same_answer(settings) -> Non
         answers = [data[i][1] for i in b]
         assert len(answers) == len(set(answers)), "an in-batch negative would be a positive"
     assert batches(data, seed=0) == out and batches(data, seed=1) != out  # reproducible, reshuffled
+
+
+def test_a_near_miss_never_shares_a_sentence_with_the_right_answer(settings) -> None:
+    from transformers import AutoModel, AutoTokenizer
+
+    answered = [x for x in _answered(settings) if x[2]][:120]
+    data = [(q, a) for q, a, _ in answered]
+    sentences = {a: units for _, a, units in answered}
+    path = settings.index.model_path
+    model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+    picked = hard_negatives(
+        model, AutoTokenizer.from_pretrained(path, local_files_only=True), data, sentences
+    )
+    assert len(picked) == len(data) and all(picked)
+    for (_, own), other in zip(data, picked, strict=True):
+        assert other != own and not (sentences[other] & sentences[own])
+    # Nor does a near miss hold one of the right answer's sentences inside a longer text.
+    assert (
+        sum(any(s in other for s in sentences[own]) for (_, own), other in zip(data, picked, strict=True))
+        == 0
+    )
