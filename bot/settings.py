@@ -189,6 +189,11 @@ class AppSettings:
     feedback_log: Path = REPO_ROOT / "feedback" / "feedback.jsonl"
     concurrency_limit: int = 4
     max_queue: int = 64
+    # Gradio keeps a state per browser session or /chat call, up to this many, oldest dropped
+    # first. The page keeps no conversation on the server (it lives in the browser), so a few
+    # hundred cover every request in flight; Gradio's default of 10,000 grew the app by ~16 kB per
+    # /chat call and slowed it as they piled up.
+    session_capacity: int = 256
 
 
 @dataclass(frozen=True)
@@ -282,6 +287,7 @@ class Settings:
                 feedback_log=Path(_str(env, "PCL_FEEDBACK_LOG", str(p.feedback_log))),
                 concurrency_limit=_int(env, "PCL_CONCURRENCY_LIMIT", p.concurrency_limit, 1, 64),
                 max_queue=_int(env, "PCL_MAX_QUEUE", p.max_queue, 1, 10_000),
+                session_capacity=_int(env, "PCL_SESSION_CAPACITY", p.session_capacity, 16, 100_000),
             ),
             llm=_llm_settings(env),
             models=ModelSettings(

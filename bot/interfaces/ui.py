@@ -425,6 +425,8 @@ def build(companion: Companion) -> gr.Blocks:
         )
         gr.api(cb.rate, api_name="rate", api_visibility="undocumented", concurrency_limit=None)
         gr.api(cb.api_chat, api_name="chat", concurrency_id=CHAT_CONCURRENCY_ID)
+    # Read by Gradio when the page is mounted (`launch` would set it; `mount_gradio_app` does not).
+    demo.state_session_capacity = settings.app.session_capacity
     return demo
 
 

@@ -6,6 +6,7 @@ index), plus one check on the real `python app.py`, where the API and the page s
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -191,3 +192,23 @@ def test_the_real_app_serves_the_api_beside_the_page_and_chat() -> None:
     assert httpx.get(server.url, timeout=30).status_code == 200  # the page
     text = Client(server.url, verbose=False).predict("What is CT0596?", api_name="/chat")
     assert "[1]" in text
+
+
+def test_the_mounted_page_keeps_at_most_the_configured_number_of_sessions(companion, settings) -> None:
+    """Each /chat call is a Gradio session; the page keeps nothing in them, so only a few hundred
+    are kept (Gradio's default, 10,000, grew the app by ~16 kB per call)."""
+    from starlette.routing import Mount
+
+    from bot.interfaces.api import mount_page
+    from bot.interfaces.ui import build, launch_options
+
+    bot = copy.copy(companion)  # the same engine, read with another setting
+    bot.settings = settings.with_overrides(app_session_capacity=20)
+    app = mount_page(create_api(bot), build(bot), launch_options())
+    page = next(r.app for r in app.routes if isinstance(r, Mount))
+    holder = page.state_holder
+    assert holder.capacity == 20
+    for i in range(50):  # what Gradio does for every call: a session's state, then its update
+        holder[f"call-{i}"]
+        holder.update(f"call-{i}")
+    assert len(holder.session_data) == 20 and "call-49" in holder and "call-0" not in holder
