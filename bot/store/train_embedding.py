@@ -9,7 +9,8 @@ safety classifier at run time) is fine-tuned on those (question, answering text)
 in-batch negatives
 (the MultipleNegativesRankingLoss of sentence-transformers: each question should be closer to
 its own answer than to the other answers of its batch; a batch never holds two questions with the
-same answer). No eval case, and no safety message, is read here.
+same answer; `--hard-negatives` adds each question's closest wrong answer, tried and not adopted,
+README). No eval case, and no safety message, is read here.
 
 `--holdout` first measures generalisation: a fifth of the answers (with all their questions) are
 kept out of training, and question -> answer retrieval over every answer is compared, bundled
