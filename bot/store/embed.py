@@ -117,7 +117,7 @@ class Embedder:
         if hit is not None:
             return hit
         vec = self.batcher(text)
-        self.remember(text, vec)
+        self._remember(text, vec)
         return vec
 
     def prefetch(self, text: str) -> None:
@@ -139,7 +139,7 @@ class Embedder:
             except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for it
                 future.set_exception(exc)
                 return
-            self.remember(text, vec)
+            self._remember(text, vec)
             future.set_result(vec)
 
         self._helper.submit(run)
@@ -154,9 +154,9 @@ class Embedder:
             self._pending[text] = future
             while len(self._pending) > self._PENDING_MAX:
                 self._pending.popitem(last=False)
-        self.remember(text, vec)
+        self._remember(text, vec)
 
-    def remember(self, text: str, vec: np.ndarray) -> None:
+    def _remember(self, text: str, vec: np.ndarray) -> None:
         if not self._size:
             return
         with self._lock:
